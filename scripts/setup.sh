@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Idempotent set-up for a fresh Debian machine, as root: OS packages, the venv,
+# and the working tree made importable as the collection chaosfleet.stress.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+APT_PACKAGES=(
+  stress-ng runc busybox-static openssh-server openssh-client iproute2 procps util-linux
+  gcc libc6-dev python3 python3-venv
+  chromium
+  qemu-system-x86 linux-image-amd64 cpio kmod
+)
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing OS packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PYTHON=${PYTHON:-python3}
+stamp=.venv/.requirements.sha
+want=$(cat requirements.txt test-requirements.txt | sha256sum | cut -d' ' -f1)
+if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: building .venv"
+  [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -r test-requirements.txt
+  echo "$want" > "$stamp"
+fi
+
+# ansible.cfg points collections_path at .collections; link this tree in as chaosfleet.stress.
+mkdir -p .collections/ansible_collections/chaosfleet
+ln -sfn "$root" .collections/ansible_collections/chaosfleet/stress

@@ -1,0 +1,1 @@
+# Shared fixtures. pytest.ini puts the repo and .collections (the collection link) on sys.path.

@@ -1,0 +1,149 @@
+import pytest
+
+from ansible_collections.chaosfleet.stress.plugins.module_utils._common import node_resolver
+from ansible_collections.chaosfleet.stress.plugins.module_utils._mounts import CgroupError
+from ansible_collections.chaosfleet.stress.plugins.module_utils._resolve import classify
+from tests.unit.nodefix import FakeNode
+
+CID = "3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d0e9f8a7b6c5d4e3f2a"
+CID2 = "3f2a1b0c9d8e11111111111111111111111111111111111111111111111111aa"
+SANDBOX = "9e9e9e9e9e9e9e9e9e9e9e9e9e9e9e9e9e9e9e9e9e9e9e9e9e9e9e9e9e9e9e9e"
+UID = "0b6f1a52-7c1e-4d4e-9a55-3e8c2f1d0a77"
+UID_ = UID.replace("-", "_")
+
+# (layout, mountinfo, container cgroup path, runtime, qos class, pod uid)
+LAYOUTS = [
+    ("kubelet cgroupfs burstable", "v1.txt", "/kubepods/burstable/pod%s/%s" % (UID, CID), None, "Burstable", UID),
+    ("kubelet cgroupfs besteffort", "hybrid.txt", "/kubepods/besteffort/pod%s/%s" % (UID, CID), None, "BestEffort", UID),
+    ("kubelet cgroupfs guaranteed", "v1.txt", "/kubepods/pod%s/%s" % (UID, CID), None, "Guaranteed", UID),
+    ("kubelet systemd containerd", "v2.txt",
+     "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod%s.slice/cri-containerd-%s.scope" % (UID_, CID),
+     "containerd", "Burstable", UID),
+    ("kubelet systemd cri-o besteffort", "v2.txt",
+     "/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod%s.slice/crio-%s.scope" % (UID_, CID),
+     "cri-o", "BestEffort", UID),
+    ("kubelet systemd guaranteed", "v2.txt",
+     "/kubepods.slice/kubepods-pod%s.slice/cri-containerd-%s.scope" % (UID_, CID), "containerd", "Guaranteed", UID),
+    ("kubelet systemd docker v1", "v1.txt",
+     "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod%s.slice/docker-%s.scope" % (UID_, CID),
+     "docker", "Burstable", UID),
+    ("docker cgroupfs", "v1.txt", "/docker/%s" % CID, "docker", None, None),
+    ("docker systemd", "v2.txt", "/system.slice/docker-%s.scope" % CID, "docker", None, None),
+    ("podman systemd", "v2.txt", "/machine.slice/libpod-%s.scope" % CID, "podman", None, None),
+    ("podman cgroupfs", "v1.txt", "/libpod_parent/libpod-%s" % CID, "podman", None, None),
+    ("kubelet under a cgroup root", "hybrid.txt", "/cflab-1/kubepods/burstable/pod%s/%s" % (UID, CID), None, "Burstable", UID),
+]
+
+
+@pytest.mark.parametrize("layout, mountinfo, path, runtime, qos, uid", LAYOUTS, ids=[row[0] for row in LAYOUTS])
+def test_container_id_resolves_on_every_layout(tmp_path, layout, mountinfo, path, runtime, qos, uid):
+    node = FakeNode(tmp_path, mountinfo)
+    node.add_cgroup(path, processes=[(4242, "httpd", 999)])
+    for selector in (CID, CID[:12], "containerd://" + CID, "cri-o://" + CID[:20], "docker://" + CID.upper()):
+        targets = node_resolver(node.params()).resolve(node.params(container_id=selector))
+        assert len(targets) == 1
+        target = targets[0]
+        assert (target["path"], target["kind"], target["runtime"], target["qos_class"], target["pod_uid"]) == \
+            (path, "container", runtime, qos, uid)
+        assert target["container_id"] == CID
+        assert target["cgroup_version"] == node.version
+
+
+@pytest.mark.parametrize("layout, mountinfo, path, runtime, qos, uid",
+                         [row for row in LAYOUTS if row[5]], ids=[row[0] for row in LAYOUTS if row[5]])
+def test_pod_uid_finds_containers_and_leaves_the_sandbox_out(tmp_path, layout, mountinfo, path, runtime, qos, uid):
+    node = FakeNode(tmp_path, mountinfo)
+    node.add_cgroup(path, processes=[(4242, "httpd", 999)])
+    sandbox_path = path.replace(CID, SANDBOX)
+    node.add_cgroup(sandbox_path, processes=[(4100, "pause", -998)])
+    for selector in (UID, UID_, UID.upper()):
+        targets = node_resolver(node.params()).resolve(node.params(pod_uid=selector))
+        assert [t["container_id"] for t in targets] == [CID]
+    with_sandbox = node_resolver(node.params()).resolve(node.params(pod_uid=UID, include_sandbox=True))
+    assert sorted((t["container_id"], t["kind"]) for t in with_sandbox) == sorted([(CID, "container"), (SANDBOX, "sandbox")])
+
+
+@pytest.mark.parametrize("mountinfo, proc_file", [("v1.txt", "cgroup-v1.txt"), ("v2.txt", "cgroup-v2.txt")])
+def test_pid_resolves_through_proc_cgroup(tmp_path, mountinfo, proc_file):
+    import shutil
+    from tests.unit.nodefix import fixture_path
+
+    node = FakeNode(tmp_path, mountinfo)
+    expected = [line.split(":", 2)[2] for line in open(fixture_path("proc", proc_file)).read().splitlines()
+                if ":memory:" in line or line.startswith("0::/kube")][0]
+    node.add_cgroup(expected)
+    node.add_process(777, "java", 0, expected)
+    shutil.copy(fixture_path("proc", proc_file), "%s/777/cgroup" % node.proc_root)
+    target = node_resolver(node.params()).resolve(node.params(pid=777))[0]
+    assert target["path"] == expected
+    assert target["container_id"] == CID
+
+
+@pytest.mark.parametrize("given", [
+    "/kubepods/burstable/pod%s/%s" % (UID, CID),
+    "kubepods/burstable/pod%s/%s" % (UID, CID),
+    "/sys/fs/cgroup/memory/kubepods/burstable/pod%s/%s" % (UID, CID),
+    "/sys/fs/cgroup/memory/kubepods/burstable/pod%s/%s/" % (UID, CID),
+])
+def test_cgroup_path_forms(tmp_path, given):
+    node = FakeNode(tmp_path, "hybrid.txt")
+    node.add_cgroup("/kubepods/burstable/pod%s/%s" % (UID, CID))
+    target = node_resolver(node.params()).resolve(node.params(cgroup_path=given))[0]
+    assert target["path"] == "/kubepods/burstable/pod%s/%s" % (UID, CID)
+    assert target["kind"] == "container"
+
+
+@pytest.mark.parametrize("unit", ["nginx", "nginx.service"])
+def test_systemd_unit(tmp_path, unit):
+    node = FakeNode(tmp_path, "v2.txt")
+    node.add_cgroup("/system.slice/nginx.service", processes=[(900, "nginx", 0)])
+    target = node_resolver(node.params()).resolve(node.params(systemd_unit=unit))[0]
+    assert (target["path"], target["kind"], target["systemd_unit"]) == ("/system.slice/nginx.service", "service", "nginx.service")
+
+
+# (selector, value, message fragment) for every bad input the issue names.
+BAD_INPUT = [
+    ("container_id", "ffffffffffffffff", "no container with ID ffffffffffffffff"),
+    ("container_id", CID[:12], "ambiguous; it matches: %s, %s" % (CID2, CID)),
+    ("container_id", "xyz", "malformed"),
+    ("container_id", "3f2a1b0c9d8", "malformed"),
+    ("pod_uid", "not-a-uid", "malformed"),
+    ("pod_uid", "11111111-2222-3333-4444-555555555555", "no pod with UID"),
+    ("pid", 999999, "no process with PID 999999"),
+    ("pid", -1, "positive"),
+    ("cgroup_path", "/kubepods/../../etc", "leaves the cgroup root"),
+    ("cgroup_path", "../../etc/passwd", "leaves the cgroup root"),
+    ("cgroup_path", "/sys/fs/cgroup/not-a-hierarchy/x", "not inside a cgroup hierarchy"),
+    ("cgroup_path", "/etc/passwd", "does not exist"),
+    ("systemd_unit", "a/b", "malformed"),
+    ("systemd_unit", "missing.service", "no cgroup for systemd unit"),
+]
+
+
+@pytest.mark.parametrize("selector, value, message", BAD_INPUT, ids=["%s=%s" % (r[0], r[1]) for r in BAD_INPUT])
+def test_bad_input_is_a_clear_error(tmp_path, selector, value, message):
+    node = FakeNode(tmp_path, "v1.txt")
+    node.add_cgroup("/kubepods/burstable/pod%s/%s" % (UID, CID))
+    node.add_cgroup("/kubepods/burstable/pod%s/%s" % (UID, CID2))
+    with pytest.raises(CgroupError) as err:
+        node_resolver(node.params()).resolve(node.params(**{selector: value}))
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("selectors", [{}, {"container_id": CID, "pid": 1}])
+def test_exactly_one_selector(tmp_path, selectors):
+    node = FakeNode(tmp_path, "v1.txt")
+    with pytest.raises(CgroupError, match="exactly one target selector"):
+        node_resolver(node.params()).resolve(node.params(**selectors))
+
+
+@pytest.mark.parametrize("path, kind", [
+    ("/kubepods/burstable/pod%s" % UID, "pod"),
+    ("/kubepods.slice/kubepods-pod%s.slice" % UID_, "pod"),
+    ("/kubepods/burstable", "cgroup"),
+    ("/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod%s.slice/crio-conmon-%s.scope" % (UID_, CID), "cgroup"),
+    ("/system.slice/sshd.service", "service"),
+    ("/user.slice", "cgroup"),
+])
+def test_classify_kinds(path, kind):
+    assert classify(path)["kind"] == kind
