@@ -1,0 +1,216 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, chaosfleet.stress contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Turn what the user meant into stress-ng arguments.
+
+stress-ng splits ``--vm-bytes`` across the ``--vm`` workers, reads ``N%`` as a
+share of host RAM, and reads ``--cpu-load`` per worker as a share of one host
+CPU. Here sizes are totals, percentages are of the target cgroup's limit, and
+CPU load is a share of the target's quota. Node-side code: standard library only.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import math
+import os
+
+from ansible_collections.chaosfleet.stress.plugins.module_utils._units import (
+    UnitError, format_bytes, parse_duration, parse_size,
+)
+
+MIB = 1024 * 1024
+# Private memory of one stress-ng instance (parent, shared state) and of each vm worker,
+# measured with stress-ng 0.15 on cgroup v1; the supervisor tops up whatever this misses.
+INSTANCE_OVERHEAD = 4 * MIB
+WORKER_OVERHEAD = 640 * 1024
+MAX_RAMP_STEPS = 20
+MIN_STEP_SECONDS = 1.0
+WORKER_LIMITS = {"memory": 64, "cpu": 256, "io": 16}
+VM_METHODS = (
+    "all", "cache-lines", "checkerboard", "flip", "fwdrev", "gray", "galpat-0", "galpat-1", "incdec", "inc-nybble",
+    "lfsr32", "move-inv", "modulo-x", "mscan", "prime-0", "prime-1", "prime-gray-0", "prime-gray-1", "prime-incdec",
+    "rand-set", "rand-sum", "read64", "ror", "swap", "walk-0a", "walk-0d", "walk-1a", "walk-1d", "write64",
+    "write64nt", "write1024v", "wrrd", "zero-one",
+)
+
+
+class PlanError(ValueError):
+    pass
+
+
+def instance_overhead(workers):
+    return INSTANCE_OVERHEAD + WORKER_OVERHEAD * workers
+
+
+def _workers(value, kind, default):
+    workers = default if value in (None, "") else value
+    try:
+        workers = int(workers)
+    except (TypeError, ValueError):
+        raise PlanError("%s.workers must be a whole number, got %r" % (kind, value))
+    if workers < 1 or workers > WORKER_LIMITS[kind]:
+        raise PlanError("%s.workers must be between 1 and %d, got %d" % (kind, WORKER_LIMITS[kind], workers))
+    return workers
+
+
+def plan_memory(spec, usage, allow_oom):
+    limit = usage["memory"]["limit_bytes"]
+    current = usage["memory"]["working_set_bytes"] or 0
+    size, target = spec.get("size"), spec.get("target_usage")
+    if (size is None) == (target is None):
+        raise PlanError("memory needs exactly one of size or target_usage")
+    try:
+        if size is not None:
+            total = parse_size(size, limit, "memory.size")
+            target_bytes = None
+        else:
+            target_bytes = parse_size(target, limit, "memory.target_usage")
+            total = target_bytes - current
+            if total <= 0:
+                raise PlanError("memory.target_usage %s (%s) is not above the current working set (%s)"
+                                % (target, format_bytes(target_bytes), format_bytes(current)))
+        ramp = parse_duration(spec["ramp"], "memory.ramp") if spec.get("ramp") not in (None, "", 0, "0") else None
+    except UnitError as exc:
+        raise PlanError(str(exc))
+    headroom = None if limit is None else limit - current
+    over = headroom is not None and total > headroom
+    if over and not allow_oom:
+        raise PlanError("memory %s would take the target over its limit: %s free of %s (working set %s). "
+                        "Set allow_oom=true to drive it into OOM on purpose"
+                        % (format_bytes(total), format_bytes(headroom), format_bytes(limit), format_bytes(current)))
+    method = spec.get("method")
+    if method is not None and method not in VM_METHODS:
+        raise PlanError("memory.method %r is not a stress-ng vm method; choose one of %s" % (method, ", ".join(VM_METHODS)))
+    workers = _workers(spec.get("workers"), "memory", 1)
+    steps = 1
+    if ramp:
+        steps = max(1, min(MAX_RAMP_STEPS, int(ramp // MIN_STEP_SECONDS)))
+    return {
+        "bytes": total, "target_usage_bytes": target_bytes, "workers": workers, "ramp_seconds": ramp,
+        "steps": steps, "method": method, "baseline_working_set_bytes": current, "limit_bytes": limit,
+        "over_limit": over,
+    }
+
+
+def node_cpus(usage):
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def plan_cpu(spec, usage):
+    load = spec.get("load")
+    try:
+        load = float(load)
+    except (TypeError, ValueError):
+        raise PlanError("cpu.load must be a number from 1 to 100, got %r" % (load,))
+    if not 1 <= load <= 100:
+        raise PlanError("cpu.load must be from 1 to 100 (percent of the target's CPU quota), got %s" % load)
+    quota = usage["cpu"]["quota_cores"]
+    basis = quota if quota else float(node_cpus(usage))
+    cores = basis * load / 100.0
+    workers = _workers(spec.get("workers"), "cpu", max(1, int(math.ceil(basis))))
+    per_worker = cores / workers * 100.0
+    if per_worker > 100:
+        raise PlanError("cpu.load %s%% of %.2f cores needs at least %d workers, got %d"
+                        % (load, basis, int(math.ceil(cores)), workers))
+    return {"load_percent": load, "basis_cores": basis, "quota_limited": bool(quota), "cores": cores,
+            "workers": workers, "per_worker_load": max(1, int(round(per_worker)))}
+
+
+def plan_io(spec, experiment_name, io_root):
+    workers = _workers(spec.get("workers"), "io", 1)
+    try:
+        size = parse_size(spec.get("size") or "64Mi", None, "io.size")
+    except UnitError as exc:
+        raise PlanError(str(exc))
+    return {"workers": workers, "bytes": size, "path": os.path.join(io_root, experiment_name)}
+
+
+def make_plan(params, usage, io_root):
+    """Validate everything and return the plan, or raise PlanError. Starts nothing."""
+    memory, cpu, io = params.get("memory"), params.get("cpu"), params.get("io")
+    if not (memory or cpu or io):
+        raise PlanError("nothing to do: give at least one of memory, cpu or io")
+    try:
+        duration = parse_duration(params["duration"], "duration")
+        heartbeat = parse_duration(params["heartbeat_timeout"], "heartbeat_timeout") if params.get("heartbeat_timeout") else None
+        interval = parse_duration(params.get("sample_interval") or "1s", "sample_interval", maximum=3600, minimum=0.1)
+    except UnitError as exc:
+        raise PlanError(str(exc))
+    adj = params.get("oom_score_adj", 1000)
+    if adj is None or not -1000 <= adj <= 1000:
+        raise PlanError("oom_score_adj must be from -1000 to 1000, got %r" % (adj,))
+    guard = dict(params.get("guard") or {})
+    if guard.get("max_working_set") is not None:
+        try:
+            guard["max_working_set_bytes"] = parse_size(guard["max_working_set"], usage["memory"]["limit_bytes"],
+                                                        "guard.max_working_set")
+        except UnitError as exc:
+            raise PlanError(str(exc))
+    plan = {
+        "duration_seconds": duration,
+        "heartbeat_timeout_seconds": heartbeat,
+        "sample_interval_seconds": interval,
+        "oom_score_adj": adj,
+        "on_oom": params.get("on_oom") or "keep_pressure",
+        "guard": {
+            "max_working_set_bytes": guard.get("max_working_set_bytes"),
+            "stop_on_app_oom_kill": bool(guard.get("stop_on_app_oom_kill")),
+            "stop_if_target_gone": guard.get("stop_if_target_gone", True) is not False,
+        },
+        "memory": plan_memory(memory, usage, params.get("allow_oom")) if memory else None,
+        "cpu": plan_cpu(cpu, usage) if cpu else None,
+        "io": plan_io(io, params["name"], io_root) if io else None,
+    }
+    return plan
+
+
+def _timeout(seconds):
+    # stress-ng's own timeout is the second line of defence, just after the supervisor's deadline.
+    return "%ds" % (int(math.ceil(seconds)) + 2)
+
+
+def memory_argv(stress_ng, workers, nbytes, method, remaining, oomable):
+    argv = [stress_ng, "--vm", str(workers), "--vm-bytes", str(int(nbytes)), "--vm-keep"]
+    if method:
+        argv += ["--vm-method", method]
+    if oomable:
+        argv.append("--oomable")
+    return argv + ["--timeout", _timeout(remaining)]
+
+
+def cpu_argv(stress_ng, cpu, remaining):
+    return [stress_ng, "--cpu", str(cpu["workers"]), "--cpu-load", str(cpu["per_worker_load"]),
+            "--cpu-load-slice", "10", "--cpu-method", "sqrt", "--timeout", _timeout(remaining)]
+
+
+def io_argv(stress_ng, io, remaining):
+    return [stress_ng, "--hdd", str(io["workers"]), "--hdd-bytes", str(io["bytes"]),
+            "--temp-path", io["path"], "--timeout", _timeout(remaining)]
+
+
+def first_memory_step_bytes(memory):
+    """What the first stress-ng instance allocates: its share of the ramp, less its own overhead."""
+    share = memory["bytes"] // memory["steps"]
+    if memory["over_limit"]:
+        return share
+    return max(MIB, share - instance_overhead(memory["workers"]))
+
+
+def planned_argvs(plan, stress_ng):
+    """The commands the experiment starts with (the ramp adds more later)."""
+    duration = plan["duration_seconds"]
+    out = []
+    if plan["memory"]:
+        m = plan["memory"]
+        out.append(memory_argv(stress_ng, m["workers"], first_memory_step_bytes(m), m["method"], duration,
+                               plan["on_oom"] == "stop"))
+    if plan["cpu"]:
+        out.append(cpu_argv(stress_ng, plan["cpu"], duration))
+    if plan["io"]:
+        out.append(io_argv(stress_ng, plan["io"], duration))
+    return out
