@@ -133,6 +133,17 @@ def proc_state(pid, proc_root="/proc"):
         return None
 
 
+def proc_cpu_seconds(pid, proc_root="/proc"):
+    """utime + stime of ``pid`` in seconds, or 0 if gone."""
+    try:
+        with open(os.path.join(proc_root, str(pid), "stat")) as handle:
+            text = handle.read()
+        fields = text[text.rfind(")") + 2:].split()
+        return (int(fields[11]) + int(fields[12])) / float(os.sysconf("SC_CLK_TCK"))
+    except (IOError, OSError, IndexError, ValueError):
+        return 0.0
+
+
 def pid_record(pid, proc_root="/proc"):
     return {"pid": pid, "start_time": proc_start_time(pid, proc_root)}
 

@@ -39,6 +39,10 @@ MAX_TOPUPS = 2
 SETTLE_SECONDS = 6.0
 MAX_RESPAWNS = 200
 OOM_RECORD_LIMIT = 500
+CPU_WINDOW_SECONDS = 4.0
+CPU_TOLERANCE_POINTS = 3.0
+CPU_GAIN = 0.5
+MAX_CPU_CORRECTIONS = 10
 
 
 def attach_dirs(target):
@@ -86,6 +90,9 @@ class Supervisor(object):
         self.respawns = 0
         self.memory_added_steps = 0
         self.topups = 0
+        self.cpu_window = None
+        self.cpu_corrections = 0
+        self.cpu_load = None
         self.phase = "starting"
         self.seen = {}
         self.log = KernelLog()
@@ -210,6 +217,52 @@ class Supervisor(object):
         stable = self.settle_ws is not None and abs(ws - self.settle_ws) <= MIB
         self.settle_ws = ws
         return stable and time.time() - self.settle_since >= 1.0 or time.time() - self.settle_since >= SETTLE_SECONDS
+
+    # -- CPU load control --------------------------------------------------
+    def stress_cpu_seconds(self, kind):
+        """CPU time used so far by the live processes of our ``kind`` instances."""
+        total = 0.0
+        members = self.members()
+        for instance in self.instances:
+            if instance.kind != kind:
+                continue
+            for pid in state.group_members(instance.record["pid"], instance.record["start_time"] or 0,
+                                           members, self.proc_root):
+                total += state.proc_cpu_seconds(pid, self.proc_root)
+        return total
+
+    def correct_cpu_load(self):
+        """stress-ng's duty cycle runs on wall time, so contention makes it undershoot: measure and relaunch."""
+        cpu = self.plan["cpu"]
+        now = time.time()
+        used = self.stress_cpu_seconds("cpu")
+        if self.cpu_window is None or used < self.cpu_window[1]:
+            self.cpu_window = (now, used)
+            return
+        start, before = self.cpu_window
+        if now - start < CPU_WINDOW_SECONDS:
+            return
+        self.cpu_window = (now, used)
+        measured = (used - before) / (now - start)
+        error_points = (measured - cpu["cores"]) / cpu["basis_cores"] * 100
+        if abs(error_points) <= CPU_TOLERANCE_POINTS or self.cpu_corrections >= MAX_CPU_CORRECTIONS:
+            return
+        current = self.cpu_load
+        # Half-way steps: measurements under contention are noisy, and a full step overshoots.
+        target = current * cpu["cores"] / measured if measured > 0 else current * 2
+        wanted = int(round(min(100, max(1, current + (target - current) * CPU_GAIN))))
+        if wanted == current:
+            return
+        self.cpu_corrections += 1
+        self.cpu_load = wanted
+        for instance in [i for i in self.instances if i.kind == "cpu"]:
+            state.kill_group_verified(instance.record, self.proc_root, grace=0.5)
+            instance.popen.wait()
+            self.instances.remove(instance)
+            self.ended_instances.append(instance)
+        self.launch("cpu", cpu_argv(self.spec["stress_ng"], dict(cpu, per_worker_load=wanted), self.remaining()))
+        self.event("cpu_corrected", measured_cores=round(measured, 3), per_worker_load=wanted)
+        self.cpu_window = None
 
     # -- watching ----------------------------------------------------------
     def members(self):
@@ -359,6 +412,7 @@ class Supervisor(object):
                 os.makedirs(self.plan["io"]["path"], 0o700)
                 self.launch("io", io_argv(self.spec["stress_ng"], self.plan["io"], self.remaining()))
             if self.plan.get("cpu"):
+                self.cpu_load = self.plan["cpu"]["per_worker_load"]
                 self.launch("cpu", cpu_argv(self.spec["stress_ng"], self.plan["cpu"], self.remaining()))
             if self.plan.get("memory"):
                 self.grow_memory(first)
@@ -408,6 +462,8 @@ class Supervisor(object):
             return ("guard:max_working_set", "working set %d above %d" % (sample["working_set_bytes"], limit))
         if guard["stop_on_app_oom_kill"] and any(k["victim"] == "app" for k in found):
             return ("guard:app_oom_kill", "the OOM killer took an application process")
+        if self.plan.get("cpu"):
+            self.correct_cpu_load()
         exit_reason = self.reap(found)
         if exit_reason:
             detail = open(self.path("attach_error")).read() if exit_reason == "attach_failed" else None

@@ -1,0 +1,163 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, chaosfleet.stress contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Sample targets over a window, and read back what an experiment recorded.
+
+Node-side code: standard library only.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import socket
+import time
+
+from ansible_collections.chaosfleet.stress.plugins.module_utils import _state as state
+from ansible_collections.chaosfleet.stress.plugins.module_utils._oom import KernelLog, attribute
+from ansible_collections.chaosfleet.stress.plugins.module_utils._resolve import process_comm, read_pids
+from ansible_collections.chaosfleet.stress.plugins.module_utils._summary import recovery as recovery_of, summarize
+from ansible_collections.chaosfleet.stress.plugins.module_utils._usage import read_sample, reader_for
+
+FORMAT_VERSION = 1
+IDENTITY = ("path", "kind", "runtime", "container_id", "pod_uid", "qos_class", "systemd_unit", "cgroup_version")
+
+
+class Watched(object):
+    """One target being sampled: its reader, samples, the PIDs seen in it and its OOM kills."""
+
+    def __init__(self, target, proc_root):
+        self.target = target
+        self.proc_root = proc_root
+        self.reader = reader_for(target)
+        self.samples = []
+        self.seen = {}
+        self.oom_kills = []
+        self.oom_group = self.reader.memory_stats().get("oom_group")
+
+    def tick(self, kills):
+        for pid in read_pids(self.target["dirs"]):
+            if pid not in self.seen:
+                self.seen[pid] = process_comm(self.proc_root, pid)
+        sample = read_sample(self.target, self.reader)
+        previous = self.samples[-1] if self.samples else None
+        self.samples.append(sample)
+        delta = (sample["oom_kill_count"] or 0) - (previous["oom_kill_count"] or 0) if previous else 0
+        found = attribute(kills, self.target["path"], (), set(self.seen), delta, self.oom_group)
+        for kill in found:
+            kill["comm"] = kill["comm"] or self.seen.get(kill["pid"])
+        if delta > len(found):
+            found += [{"t": sample["t"], "pid": None, "comm": None, "victim": "unknown", "group_kill": False,
+                       "source": "counter"}] * (delta - len(found))
+        self.oom_kills += found
+        return sample
+
+    def result(self, recovery=None):
+        identity = dict((key, self.target.get(key)) for key in IDENTITY)
+        return {"target": identity, "samples": self.samples, "summary": summarize(self.samples),
+                "oom_kills": self.oom_kills, "recovery": recovery}
+
+
+def sample_targets(targets, proc_root, duration, interval, recovery=None, clock=time):
+    """Sample every target each ``interval`` for ``duration`` seconds.
+
+    With ``recovery`` ({baseline_working_set_bytes, within_percent, stable_samples}), stop early once every
+    target has stayed within the band for ``stable_samples`` samples in a row.
+    """
+    watched = [Watched(t, proc_root) for t in targets]
+    log = KernelLog()
+    started = clock.time()
+    deadline = started + duration
+    next_tick = started
+    try:
+        while True:
+            kills = log.read() if log.available else []
+            for item in watched:
+                item.tick(kills)
+            if recovery and all(_stable_inside(w.samples, recovery) for w in watched):
+                break
+            next_tick += interval
+            if next_tick > deadline:
+                break
+            clock.sleep(max(0.0, next_tick - clock.time()))
+    finally:
+        log.close()
+    out = []
+    for item in watched:
+        verdict = None
+        if recovery:
+            baseline = {"working_set_bytes": {"mean": recovery["baseline_working_set_bytes"]}}
+            verdict = recovery_of(item.samples, baseline, recovery["within_percent"], duration, started)
+        out.append(item.result(verdict))
+    return out
+
+
+def _stable_inside(samples, recovery):
+    need = recovery.get("stable_samples") or 3
+    mean = float(recovery["baseline_working_set_bytes"])
+    band = mean * recovery["within_percent"] / 100.0
+    recent = [s["working_set_bytes"] for s in samples[-need:] if s["working_set_bytes"] is not None]
+    return len(recent) == need and all(abs(v - mean) <= band for v in recent)
+
+
+def experiment_result(experiment, host=None):
+    """What a stressor experiment recorded on this node, in the report's result shape."""
+    spec, status, outcome = experiment.spec(), experiment.status(), experiment.outcome() or {}
+    samples = state.read_jsonl(experiment.path(state.SAMPLES))
+    events = state.read_jsonl(experiment.path(state.EVENTS))
+    plan = spec.get("plan") or {}
+    memory, cpu = plan.get("memory") or {}, plan.get("cpu") or {}
+    target = spec.get("target") or {}
+    first = samples[0] if samples else {}
+    report = experiment.report()
+    holding = [e["t"] for e in events if e.get("event") == "holding"]
+    during = [s for s in samples if not holding or s["t"] >= holding[0]]
+    summary_during = summarize(during)
+    oom_kills = outcome.get("oom_kills")
+    if oom_kills is None:
+        oom_kills = [dict((k, v) for k, v in e.items() if k != "event") for e in events if e.get("event") == "oom_kill"]
+    kind = "memory" if memory else ("cpu" if cpu else "io")
+    return {
+        "format_version": FORMAT_VERSION,
+        "host": host or socket.gethostname(),
+        "experiment": experiment.name,
+        "target": {
+            "path": target.get("path"), "container_id": target.get("container_id"), "pod_uid": target.get("pod_uid"),
+            "qos_class": target.get("qos_class"), "cgroup_version": target.get("cgroup_version"),
+            "limit_bytes": memory.get("limit_bytes", first.get("limit_bytes")),
+            "cpu_quota_cores": cpu.get("basis_cores") if cpu.get("quota_limited") else None,
+            "oom_group": _oom_group(target),
+        },
+        "request": {
+            "kind": kind, "memory_bytes": memory.get("bytes"), "target_usage_bytes": memory.get("target_usage_bytes"),
+            "ramp_seconds": memory.get("ramp_seconds"), "cpu_load_percent": cpu.get("load_percent"),
+            "workers": memory.get("workers") or cpu.get("workers") or (plan.get("io") or {}).get("workers") or 1,
+            "duration_seconds": plan.get("duration_seconds"),
+        },
+        "argv": spec.get("argv"),
+        "started_at": status.get("started_at"),
+        "ended_at": outcome.get("ended_at"),
+        "deadline": status.get("deadline"),
+        "status": report["status"],
+        "reason": report["reason"],
+        "baseline": None,
+        "samples": samples,
+        "summary": summarize(samples),
+        "oom_kills": oom_kills,
+        "achieved": {
+            "working_set_increase_bytes": outcome.get("achieved_increase_bytes"),
+            "cpu_cores": summary_during["cpu_cores"] if cpu else None,
+        },
+        "steady_state": {"held": None, "probes": []},
+        "recovery": {"recovered": None, "seconds": None, "within_percent": None, "timeout_seconds": None},
+    }
+
+
+def _oom_group(target):
+    if target.get("cgroup_version") != 2:
+        return None
+    try:
+        with open(target["dirs"]["unified"] + "/memory.oom.group") as handle:
+            return handle.read().strip() == "1"
+    except (IOError, OSError, KeyError):
+        return None
