@@ -64,6 +64,8 @@ def sample_targets(targets, proc_root, duration, interval, recovery=None, clock=
     With ``recovery`` ({baseline_working_set_bytes, within_percent, stable_samples}), stop early once every
     target has stayed within the band for ``stable_samples`` samples in a row.
     """
+    if recovery:
+        recovery = dict(recovery, within_percent=effective_percent(recovery))
     watched = [Watched(t, proc_root) for t in targets]
     log = KernelLog()
     started = clock.time()
@@ -92,6 +94,13 @@ def sample_targets(targets, proc_root, duration, interval, recovery=None, clock=
     return out
 
 
+def effective_percent(recovery):
+    """The band as a percentage, widened to at least ``tolerance_bytes``: small apps sit in kernel noise."""
+    baseline = max(1, recovery["baseline_working_set_bytes"])
+    floor = 100.0 * (recovery.get("tolerance_bytes") or 0) / baseline
+    return max(recovery["within_percent"], floor)
+
+
 def _stable_inside(samples, recovery):
     need = recovery.get("stable_samples") or 3
     mean = float(recovery["baseline_working_set_bytes"])
@@ -108,7 +117,7 @@ def experiment_result(experiment, host=None):
     plan = spec.get("plan") or {}
     memory, cpu = plan.get("memory") or {}, plan.get("cpu") or {}
     target = spec.get("target") or {}
-    first = samples[0] if samples else {}
+    limits = spec.get("limits") or {}
     report = experiment.report()
     holding = [e["t"] for e in events if e.get("event") == "holding"]
     during = [s for s in samples if not holding or s["t"] >= holding[0]]
@@ -124,9 +133,9 @@ def experiment_result(experiment, host=None):
         "target": {
             "path": target.get("path"), "container_id": target.get("container_id"), "pod_uid": target.get("pod_uid"),
             "qos_class": target.get("qos_class"), "cgroup_version": target.get("cgroup_version"),
-            "limit_bytes": memory.get("limit_bytes", first.get("limit_bytes")),
-            "cpu_quota_cores": cpu.get("basis_cores") if cpu.get("quota_limited") else None,
-            "oom_group": _oom_group(target),
+            "limit_bytes": limits.get("memory_limit_bytes"),
+            "cpu_quota_cores": limits.get("cpu_quota_cores"),
+            "oom_group": limits.get("oom_group"),
         },
         "request": {
             "kind": kind, "memory_bytes": memory.get("bytes"), "target_usage_bytes": memory.get("target_usage_bytes"),
@@ -140,7 +149,8 @@ def experiment_result(experiment, host=None):
         "deadline": status.get("deadline"),
         "status": report["status"],
         "reason": report["reason"],
-        "baseline": None,
+        # The supervisor's first sample is taken before any stress starts.
+        "baseline": summarize(samples[:1]) if samples else None,
         "samples": samples,
         "summary": summarize(samples),
         "oom_kills": oom_kills,
@@ -151,13 +161,3 @@ def experiment_result(experiment, host=None):
         "steady_state": {"held": None, "probes": []},
         "recovery": {"recovered": None, "seconds": None, "within_percent": None, "timeout_seconds": None},
     }
-
-
-def _oom_group(target):
-    if target.get("cgroup_version") != 2:
-        return None
-    try:
-        with open(target["dirs"]["unified"] + "/memory.oom.group") as handle:
-            return handle.read().strip() == "1"
-    except (IOError, OSError, KeyError):
-        return None

@@ -63,6 +63,12 @@ options:
         description: Samples in a row inside the band before sampling stops early.
         type: int
         default: 3
+      tolerance_bytes:
+        description:
+          - The band is at least this wide on each side (a quantity), whatever O(recovery.within_percent) gives.
+            Small applications sit within the kernel's own noise of a few MiB.
+        type: str
+        default: 4Mi
   experiment:
     description: Read back the experiment of this name from the node's state directory instead of sampling.
     type: str
@@ -153,7 +159,7 @@ from ansible_collections.chaosfleet.stress.plugins.module_utils._mounts import C
 from ansible_collections.chaosfleet.stress.plugins.module_utils._resolve import SELECTORS
 from ansible_collections.chaosfleet.stress.plugins.module_utils._sampling import experiment_result, sample_targets
 from ansible_collections.chaosfleet.stress.plugins.module_utils._state import StateError
-from ansible_collections.chaosfleet.stress.plugins.module_utils._units import UnitError, parse_duration
+from ansible_collections.chaosfleet.stress.plugins.module_utils._units import UnitError, parse_duration, parse_size
 
 MODES = list(SELECTORS) + ["targets", "experiment"]
 
@@ -169,6 +175,7 @@ def argument_spec():
             within_percent=dict(type="float", default=10),
             timeout=dict(type="str", default="60s"),
             stable_samples=dict(type="int", default=3),
+            tolerance_bytes=dict(type="str", default="4Mi"),
         )),
         experiment=dict(type="str"),
         state_dir=dict(type="path", default="/run/chaosfleet"),
@@ -203,6 +210,8 @@ def main():
             duration = parse_duration(recovery["timeout"], "recovery.timeout")
             if recovery["within_percent"] <= 0:
                 module.fail_json(msg="recovery.within_percent must be above 0, got %s" % recovery["within_percent"])
+            recovery = dict(recovery, tolerance_bytes=parse_size(recovery["tolerance_bytes"], None,
+                                                                 "recovery.tolerance_bytes"))
         elif params["duration"]:
             duration = parse_duration(params["duration"], "duration")
         else:

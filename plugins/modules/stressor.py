@@ -423,7 +423,9 @@ def start(module, experiment, defining):
         module.exit_json(**result)
     spec = dict(name=experiment.name, fingerprint=fingerprint(defining), target=target, plan=plan, argv=argv,
                 stress_ng=stress_ng, nsenter=nsenter, ns_pid=ns_pid, proc_root=resolver.mounts.proc_root,
-                requested=requested(plan))
+                requested=requested(plan),
+                limits=dict(memory_limit_bytes=usage["memory"]["limit_bytes"], oom_group=usage["memory"]["oom_group"],
+                            cpu_quota_cores=usage["cpu"]["quota_cores"]))
     experiment.start(spec)
     report = experiment.report()
     if report["status"] != "running" and report["reason"] in ("attach_failed", "supervisor_error"):

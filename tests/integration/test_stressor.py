@@ -13,7 +13,7 @@ import pytest
 from tests.integration.ansible_helpers import (
     cgroup_pids, comm, failed, median, ok, read_int, stress_pids, wait_for, working_set,
 )
-from tests.integration.lab_fixtures import lab_container, lab_pod
+from tests.integration.lab_fixtures import lab_container
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 MI = 1024 * 1024
@@ -128,7 +128,6 @@ def test_cpu_load_is_a_share_of_the_quota(lab, state_dir, pod):
 
 def test_over_limit_oom_kills_the_stressor_and_the_app_keeps_serving(lab, state_dir):
     container = lab_container(lab, "hello")
-    oom_before = read_int("memory", container["cgroup_path"], "memory.oom_control") if False else None
     text = open("/sys/fs/cgroup/memory%s/memory.oom_control" % container["cgroup_path"]).read()
     oom_before = int(text.split("oom_kill ")[1].split()[0])
     start(state_dir, "seed-oom", container, memory={"size": "3000Mi"}, allow_oom=True, duration="8s")
