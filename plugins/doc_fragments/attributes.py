@@ -53,5 +53,5 @@ attributes:
   platform:
     platforms: posix
     details:
-      - Runs on the controller (use C(delegate_to: localhost)); never on the managed nodes.
+      - 'Runs on the controller (use C(delegate_to: localhost)); never on the managed nodes.'
 '''

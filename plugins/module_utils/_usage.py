@@ -20,11 +20,17 @@ _V1_UNLIMITED = 1 << 62
 
 
 def read_text(path):
+    # os.open/os.read: no buffered text wrapper; sampling reads these files many times a second.
     try:
-        with open(path) as handle:
-            return handle.read()
-    except (IOError, OSError):
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
         return None
+    try:
+        return os.read(fd, 65536).decode("ascii", "replace")
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
 
 
 def read_int(path):
@@ -64,9 +70,24 @@ def read_pressure(path):
         if not parts:
             continue
         for field in parts[1:]:
-            key, _, value = field.partition("=")
+            key, _sep, value = field.partition("=")
             if key in ("avg10", "avg60", "total"):
                 out["%s_%s" % (parts[0], key)] = float(value) if key != "total" else int(value)
+    return out or None
+
+
+def read_pressures(reader, directory):
+    """PSI of memory, cpu and io; which files exist is looked up once per reader."""
+    if directory is None:
+        return None
+    if getattr(reader, "_psi_files", None) is None:
+        reader._psi_files = [(r, os.path.join(directory, "%s.pressure" % r)) for r in ("memory", "cpu", "io")
+                             if os.path.exists(os.path.join(directory, "%s.pressure" % r))]
+    out = {}
+    for resource, path in reader._psi_files:
+        value = read_pressure(path)
+        if value is not None:
+            out[resource] = value
     return out or None
 
 
@@ -78,7 +99,7 @@ class V1Reader(object):
         self.cpu = dirs.get("cpu")
         self.cpuacct = dirs.get("cpuacct") or dirs.get("cpu")
 
-    def memory_stats(self):
+    def memory_stats(self, full=True):
         d = self.memory
         stat = read_flat_keyed(os.path.join(d, "memory.stat"))
         limit = read_int(os.path.join(d, "memory.limit_in_bytes"))
@@ -90,14 +111,14 @@ class V1Reader(object):
             "inactive_file_bytes": stat.get("total_inactive_file", stat.get("inactive_file", 0)),
             "rss_bytes": stat.get("total_rss", stat.get("rss", 0)),
             "cache_bytes": stat.get("total_cache", stat.get("cache", 0)),
-            "peak_bytes": read_int(os.path.join(d, "memory.max_usage_in_bytes")),
+            "peak_bytes": read_int(os.path.join(d, "memory.max_usage_in_bytes")) if full else None,
             "oom_kill_count": oom.get("oom_kill", 0),
             "oom_group": None,
         }
 
-    def cpu_stats(self):
-        quota = read_int(os.path.join(self.cpu, "cpu.cfs_quota_us")) if self.cpu else None
-        period = read_int(os.path.join(self.cpu, "cpu.cfs_period_us")) if self.cpu else None
+    def cpu_stats(self, full=True):
+        quota = read_int(os.path.join(self.cpu, "cpu.cfs_quota_us")) if self.cpu and full else None
+        period = read_int(os.path.join(self.cpu, "cpu.cfs_period_us")) if self.cpu and full else None
         stat = read_flat_keyed(os.path.join(self.cpu, "cpu.stat")) if self.cpu else {}
         usage_ns = read_int(os.path.join(self.cpuacct, "cpuacct.usage")) if self.cpuacct else None
         return {
@@ -111,13 +132,7 @@ class V1Reader(object):
 
     def pressure(self):
         # v1 has per-cgroup PSI only with psi_v1; the files live in the cpuacct hierarchy.
-        out = {}
-        for resource in ("memory", "cpu", "io"):
-            base = self.cpuacct or self.memory
-            value = read_pressure(os.path.join(base, "%s.pressure" % resource)) if base else None
-            if value is not None:
-                out[resource] = value
-        return out or None
+        return read_pressures(self, self.cpuacct or self.memory)
 
 
 class V2Reader(object):
@@ -126,27 +141,27 @@ class V2Reader(object):
     def __init__(self, dirs):
         self.dir = dirs.get("unified")
 
-    def memory_stats(self):
+    def memory_stats(self, full=True):
         d = self.dir
         stat = read_flat_keyed(os.path.join(d, "memory.stat"))
         events = read_flat_keyed(os.path.join(d, "memory.events"))
         limit = read_text(os.path.join(d, "memory.max"))
-        group = read_int(os.path.join(d, "memory.oom.group"))
+        group = read_int(os.path.join(d, "memory.oom.group")) if full else None
         return {
             "limit_bytes": int(limit) if limit and limit.strip() != "max" else None,
             "usage_bytes": read_int(os.path.join(d, "memory.current")),
             "inactive_file_bytes": stat.get("inactive_file", 0),
             "rss_bytes": stat.get("anon", 0),
             "cache_bytes": stat.get("file", 0),
-            "peak_bytes": read_int(os.path.join(d, "memory.peak")),
+            "peak_bytes": read_int(os.path.join(d, "memory.peak")) if full else None,
             "oom_kill_count": events.get("oom_kill", 0),
             "oom_group": None if group is None else bool(group),
         }
 
-    def cpu_stats(self):
+    def cpu_stats(self, full=True):
         d = self.dir
         quota, period = None, None
-        text = read_text(os.path.join(d, "cpu.max"))
+        text = read_text(os.path.join(d, "cpu.max")) if full else None
         if text:
             fields = text.split()
             period = int(fields[1]) if len(fields) > 1 else 100000
@@ -162,20 +177,15 @@ class V2Reader(object):
         }
 
     def pressure(self):
-        out = {}
-        for resource in ("memory", "cpu", "io"):
-            value = read_pressure(os.path.join(self.dir, "%s.pressure" % resource))
-            if value is not None:
-                out[resource] = value
-        return out or None
+        return read_pressures(self, self.dir)
 
 
 def reader_for(target):
     return V2Reader(target["dirs"]) if target["cgroup_version"] == 2 else V1Reader(target["dirs"])
 
 
-def memory_with_working_set(reader):
-    memory = reader.memory_stats()
+def memory_with_working_set(reader, full=True):
+    memory = reader.memory_stats(full)
     usage = memory["usage_bytes"]
     if usage is None:
         memory["working_set_bytes"] = None
@@ -207,8 +217,8 @@ def read_usage(target, proc_root="/proc"):
 def read_sample(target, reader=None, stress_bytes=None):
     """One flat time-series point; cheaper than read_usage (no process list)."""
     reader = reader or reader_for(target)
-    memory = memory_with_working_set(reader)
-    cpu = reader.cpu_stats()
+    memory = memory_with_working_set(reader, full=False)
+    cpu = reader.cpu_stats(full=False)
     pressure = reader.pressure() or {}
     return sample_from(memory, cpu, pressure, stress_bytes)
 

@@ -1,0 +1,255 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, chaosfleet.stress contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Kubernetes client factory and read helpers for controller-side modules.
+
+Authentication follows kubernetes.core: a kubeconfig (path or dict) and context,
+or host plus api_key / username and password / client certificate, or the
+in-cluster service account, with K8S_AUTH_* environment fallbacks. Modules add
+AUTH_ARG_SPEC to their argument spec and document it with the
+chaosfleet.stress.k8s_auth doc fragment.
+
+Errors never carry a credential: every message is built here and scrubbed of the
+tokens and passwords in use.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import json
+import os
+import traceback
+
+from ansible.module_utils.basic import env_fallback
+
+from ansible_collections.chaosfleet.stress.plugins.module_utils._k8s_select import ApiError
+
+KUBERNETES_IMPORT_ERROR = None
+try:
+    import urllib3
+    from kubernetes import client as k8s_client
+    from kubernetes import config as k8s_config
+    from kubernetes.client.exceptions import ApiException
+    from kubernetes.config.config_exception import ConfigException
+except ImportError:
+    KUBERNETES_IMPORT_ERROR = traceback.format_exc()
+    HAS_KUBERNETES = False
+else:
+    HAS_KUBERNETES = True
+
+SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+
+
+def _env(*names):
+    return (env_fallback, list(names))
+
+
+AUTH_ARG_SPEC = dict(
+    kubeconfig=dict(type="raw", fallback=_env("K8S_AUTH_KUBECONFIG")),
+    context=dict(type="str", fallback=_env("K8S_AUTH_CONTEXT")),
+    host=dict(type="str", fallback=_env("K8S_AUTH_HOST")),
+    api_key=dict(type="str", no_log=True, fallback=_env("K8S_AUTH_API_KEY")),
+    username=dict(type="str", fallback=_env("K8S_AUTH_USERNAME")),
+    password=dict(type="str", no_log=True, fallback=_env("K8S_AUTH_PASSWORD")),
+    client_cert=dict(type="path", aliases=["cert_file"], fallback=_env("K8S_AUTH_CERT_FILE")),
+    # A path to the key, not the key itself.
+    client_key=dict(type="path", aliases=["key_file"], no_log=False, fallback=_env("K8S_AUTH_KEY_FILE")),
+    ca_cert=dict(type="path", aliases=["ssl_ca_cert"], fallback=_env("K8S_AUTH_SSL_CA_CERT")),
+    validate_certs=dict(type="bool", aliases=["verify_ssl"], fallback=_env("K8S_AUTH_VERIFY_SSL")),
+    proxy=dict(type="str", fallback=_env("K8S_AUTH_PROXY")),
+    no_proxy=dict(type="str", fallback=_env("K8S_AUTH_NO_PROXY")),
+)
+
+AUTH_REQUIRED_TOGETHER = [["username", "password"], ["client_cert", "client_key"]]
+
+
+class AuthError(Exception):
+    """The client could not be configured from the auth options."""
+
+
+def _in_cluster():
+    return bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and os.path.exists(SERVICE_ACCOUNT_TOKEN)
+
+
+def _default_kubeconfig():
+    """The kubeconfig kubectl would read: $KUBECONFIG (first existing entry) or ~/.kube/config."""
+    for path in (os.environ.get("KUBECONFIG") or "").split(os.pathsep):
+        if path and os.path.exists(os.path.expanduser(path)):
+            return os.path.expanduser(path)
+    default = os.path.expanduser("~/.kube/config")
+    return default if os.path.exists(default) else None
+
+
+def _secret_values(params, configuration):
+    values = [params.get("api_key"), params.get("password")]
+    for key in (configuration.api_key or {}).values():
+        if key:
+            values.append(key)
+            values.append(key.split(" ", 1)[-1])  # the bare token after "Bearer "
+    return [v for v in values if v and len(v) >= 4]
+
+
+def kubeconfig_secrets(kubeconfig):
+    """Tokens, passwords and key data in a kubeconfig given as a dict, to hide from output."""
+    found = []
+    if isinstance(kubeconfig, dict):
+        for entry in kubeconfig.get("users") or []:
+            user = (entry or {}).get("user") or {}
+            for key in ("token", "password", "client-key-data"):
+                if isinstance(user.get(key), str) and len(user[key]) >= 4:
+                    found.append(user[key])
+    return found
+
+
+def scrub(text, secrets):
+    text = str(text)
+    for secret in secrets:
+        text = text.replace(secret, "********")
+    return text
+
+
+def build_configuration(params):
+    """A kubernetes.client.Configuration from the auth options; raises AuthError."""
+    configuration = k8s_client.Configuration()
+    host = params.get("host")
+    kubeconfig = params.get("kubeconfig")
+    context = params.get("context")
+    explicit = bool(host) and bool(params.get("api_key") or (params.get("username") and params.get("password"))
+                                   or params.get("client_cert"))
+    try:
+        if isinstance(kubeconfig, dict):
+            k8s_config.load_kube_config_from_dict(kubeconfig, context=context,
+                                                  client_configuration=configuration, persist_config=False)
+        elif kubeconfig:
+            if not isinstance(kubeconfig, str):
+                raise AuthError("kubeconfig must be a path or a dict, got %s" % type(kubeconfig).__name__)
+            path = os.path.expanduser(kubeconfig)
+            if not os.path.exists(path):
+                raise AuthError("kubeconfig file %s does not exist" % path)
+            k8s_config.load_kube_config(config_file=path, context=context,
+                                        client_configuration=configuration, persist_config=False)
+        elif not explicit:
+            # Same order as kubernetes.core: a named context needs a kubeconfig, then the pod's
+            # service account, then the kubeconfig kubectl would use.
+            default = _default_kubeconfig()
+            if context and not default:
+                raise AuthError("context %s was given but no kubeconfig was found "
+                                "(set kubeconfig, K8S_AUTH_KUBECONFIG or KUBECONFIG)" % context)
+            if not context and _in_cluster():
+                k8s_config.load_incluster_config(client_configuration=configuration)
+            elif default:
+                k8s_config.load_kube_config(config_file=default, context=context,
+                                            client_configuration=configuration, persist_config=False)
+            elif not host:
+                raise AuthError(
+                    "no Kubernetes credentials: give kubeconfig (path or dict), host with api_key or "
+                    "client_cert/client_key, set K8S_AUTH_* or KUBECONFIG, or run inside a pod")
+    except ConfigException as exc:
+        raise AuthError("cannot load the Kubernetes configuration: %s" % exc)
+    except (IOError, OSError, ValueError, TypeError, KeyError) as exc:
+        raise AuthError("cannot read the kubeconfig: %s" % exc)
+
+    if host:
+        configuration.host = host
+    if params.get("api_key"):
+        # The kubeconfig loader installs a hook that would put its own token back.
+        configuration.refresh_api_key_hook = None
+        configuration.api_key = {"authorization": "Bearer " + params["api_key"]}
+        configuration.api_key_prefix = {}
+    elif params.get("username") and params.get("password"):
+        configuration.refresh_api_key_hook = None
+        configuration.username = params["username"]
+        configuration.password = params["password"]
+        configuration.api_key = {"authorization": configuration.get_basic_auth_token()}
+        configuration.api_key_prefix = {}
+    if params.get("client_cert"):
+        configuration.cert_file = params["client_cert"]
+    if params.get("client_key"):
+        configuration.key_file = params["client_key"]
+    if params.get("ca_cert"):
+        configuration.ssl_ca_cert = params["ca_cert"]
+    if params.get("validate_certs") is not None:
+        configuration.verify_ssl = params["validate_certs"]
+    if params.get("proxy"):
+        configuration.proxy = params["proxy"]
+    if params.get("no_proxy"):
+        configuration.no_proxy = params["no_proxy"]
+    for name in ("client_cert", "client_key", "ca_cert"):
+        if params.get(name) and not os.path.exists(params[name]):
+            raise AuthError("%s file %s does not exist" % (name, params[name]))
+    return configuration
+
+
+def _status_message(exc):
+    """The API server's own message from a Status body, if it sent one."""
+    try:
+        body = json.loads(exc.body)
+        return body.get("message") or exc.reason
+    except (TypeError, ValueError, AttributeError):
+        return exc.reason
+
+
+class K8sReader:
+    """The few reads k8s_targets needs, returning plain dicts (no model objects: they are
+    slow for thousands of pods) and raising ApiError with a message safe to show."""
+
+    def __init__(self, configuration, params, timeout=30):
+        self.host = configuration.host
+        self.timeout = timeout
+        self.secrets = _secret_values(params, configuration)
+        self.calls = []
+        self.core = k8s_client.CoreV1Api(k8s_client.ApiClient(configuration))
+
+    def _get(self, what, method, *args, **kwargs):
+        self.calls.append(what)
+        kwargs = dict((k, v) for k, v in kwargs.items() if v)
+        try:
+            response = method(*args, _preload_content=False, _request_timeout=self.timeout, **kwargs)
+            return json.loads(response.data)
+        except ApiException as exc:
+            raise ApiError(scrub(self._api_message(what, exc), self.secrets), exc.status)
+        except urllib3.exceptions.MaxRetryError as exc:
+            raise ApiError(scrub(self._connection_message(what, exc.reason), self.secrets))
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ApiError(scrub(self._connection_message(what, exc), self.secrets))
+        except ValueError as exc:
+            raise ApiError(scrub("the Kubernetes API at %s sent a reply that is not JSON while %s: %s"
+                                 % (self.host, what, exc), self.secrets))
+
+    def _api_message(self, what, exc):
+        detail = _status_message(exc)
+        if exc.status == 401:
+            return ("the Kubernetes API at %s rejected the credentials (401 Unauthorized) while %s; check "
+                    "api_key, the kubeconfig user or client_cert/client_key" % (self.host, what))
+        if exc.status == 403:
+            return "not allowed (403 Forbidden) while %s: %s" % (what, detail)
+        if exc.status == 400:
+            return "the Kubernetes API at %s refused the request while %s: %s" % (self.host, what, detail)
+        return "the Kubernetes API at %s answered %s %s while %s: %s" % (
+            self.host, exc.status, exc.reason, what, detail)
+
+    def _connection_message(self, what, reason):
+        reason_text = str(reason)
+        if isinstance(reason, urllib3.exceptions.SSLError) or "CERTIFICATE_VERIFY_FAILED" in reason_text:
+            return ("TLS verification of the Kubernetes API at %s failed while %s: %s. Set ca_cert to the "
+                    "cluster's CA certificate (or fix the kubeconfig's certificate-authority); "
+                    "validate_certs=false skips the check" % (self.host, what, reason_text))
+        return "cannot reach the Kubernetes API at %s while %s: %s" % (self.host, what, reason_text)
+
+    def list_pods(self, namespace, label_selector="", field_selector=""):
+        if namespace is None:
+            what = "listing pods in all namespaces"
+            data = self._get(what, self.core.list_pod_for_all_namespaces,
+                             label_selector=label_selector, field_selector=field_selector)
+        else:
+            what = "listing pods in namespace %s" % namespace
+            data = self._get(what, self.core.list_namespaced_pod, namespace,
+                             label_selector=label_selector, field_selector=field_selector)
+        return data.get("items") or []
+
+    def list_nodes(self, label_selector=""):
+        return self._get("listing nodes", self.core.list_node, label_selector=label_selector).get("items") or []
+
+    def read_node(self, name):
+        return self._get("reading node %s" % name, self.core.read_node, name)
