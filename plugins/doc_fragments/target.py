@@ -50,6 +50,6 @@ options:
   sys_root:
     description:
       - Prefix joined to every cgroup mount point read from C(mountinfo). Empty on a real node.
-    type: path
+    type: str
     default: ''
 '''

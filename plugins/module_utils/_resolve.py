@@ -216,8 +216,8 @@ class Resolver(object):
         except (IOError, OSError):
             raise CgroupError("no process with PID %d on this node" % pid)
         for line in lines:
-            hier, _, rest = line.partition(":")
-            controllers, _, path = rest.partition(":")
+            hier, _sep, rest = line.partition(":")
+            controllers, _sep, path = rest.partition(":")
             if self.mounts.version == 2 and hier == "0" and controllers == "":
                 return path
             if self.mounts.version == 1 and "memory" in controllers.split(","):
@@ -251,7 +251,7 @@ class Resolver(object):
             raise CgroupError("systemd_unit %r is malformed" % value)
         if not unit.endswith(_UNIT_SUFFIXES):
             unit += ".service"
-        found = [i for i in self._unit_dirs(unit)]
+        found = list(self._unit_dirs(unit))
         if not found:
             raise CgroupError("no cgroup for systemd unit %s on this node (searched %s)" % (unit, self.index.top))
         if len(found) > 1:

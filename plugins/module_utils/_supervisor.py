@@ -29,7 +29,7 @@ from ansible_collections.chaosfleet.stress.plugins.module_utils._oom import Kern
 from ansible_collections.chaosfleet.stress.plugins.module_utils._plan import (
     MIB, cpu_argv, first_memory_step_bytes, instance_overhead, io_argv, memory_argv,
 )
-from ansible_collections.chaosfleet.stress.plugins.module_utils._resolve import read_pids
+from ansible_collections.chaosfleet.stress.plugins.module_utils._resolve import process_comm, read_pids
 from ansible_collections.chaosfleet.stress.plugins.module_utils._usage import read_sample, reader_for
 
 CONTROL_TICK = 0.25
@@ -402,7 +402,7 @@ class Supervisor(object):
         members = self.members()
         self.app_records = [state.pid_record(p, self.proc_root) for p in members]
         for pid in members:
-            self.seen[pid] = _comm(self.proc_root, pid)
+            self.seen[pid] = process_comm(self.proc_root, pid)
         first = read_sample(self.target, self.reader)
         self.baseline_ws = first["working_set_bytes"] or 0
         self.achieved = None
@@ -441,7 +441,7 @@ class Supervisor(object):
                 members = self.members()
                 for pid in members:
                     if pid not in self.seen:
-                        self.seen[pid] = _comm(self.proc_root, pid)
+                        self.seen[pid] = process_comm(self.proc_root, pid)
                 stressors = self.stressor_pids(members)
                 sample = read_sample(self.target, self.reader, stress_bytes=self.stress_bytes_now())
                 state.append_jsonl(self.path(state.SAMPLES), sample)
@@ -482,14 +482,6 @@ class Supervisor(object):
         return None
 
 
-def _comm(proc_root, pid):
-    try:
-        with open(os.path.join(proc_root, str(pid), "comm")) as handle:
-            return handle.read().strip()
-    except (IOError, OSError):
-        return None
-
-
 def main(argv):
     expdir = argv[1]
     supervisor = Supervisor(expdir)
@@ -509,4 +501,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    # The detached supervisor process, not a module: its exit status is all it reports.
+    sys.exit(main(sys.argv))  # pylint: disable=ansible-bad-function

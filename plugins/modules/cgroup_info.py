@@ -20,7 +20,7 @@ description:
     about, unlike C(free) and C(top) in a container, which show the host's C(/proc/meminfo).
   - Cgroup mounts are read from C(/proc/self/mountinfo), never assumed.
 author:
-  - chaosfleet.stress contributors
+  - chaosfleet.stress contributors (@chaosfleet)
 extends_documentation_fragment:
   - chaosfleet.stress.attributes
   - chaosfleet.stress.attributes.info_module

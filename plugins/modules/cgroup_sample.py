@@ -20,7 +20,7 @@ description:
   - With O(experiment) it reads back the samples and outcome a M(chaosfleet.stress.stressor) experiment recorded on
     the node, in the result format M(chaosfleet.stress.stress_report) takes.
 author:
-  - chaosfleet.stress contributors
+  - chaosfleet.stress contributors (@chaosfleet)
 extends_documentation_fragment:
   - chaosfleet.stress.attributes
   - chaosfleet.stress.attributes.info_module

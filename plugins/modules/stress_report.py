@@ -35,7 +35,7 @@ description:
     of what was asked. Otherwise V(pass). The overall verdict is the worst of them; failed hosts count as
     V(error) and missing hosts as V(inconclusive).
 author:
-  - chaosfleet.stress contributors
+  - chaosfleet.stress contributors (@chaosfleet)
 extends_documentation_fragment:
   - chaosfleet.stress.attributes
   - chaosfleet.stress.attributes.controller

@@ -26,7 +26,7 @@ description:
   - State lives in a root-only directory on the node (O(state_dir)), so any later run from any controller can
     report or stop the experiment. Signals go only to PIDs recorded there, checked against their start times.
 author:
-  - chaosfleet.stress contributors
+  - chaosfleet.stress contributors (@chaosfleet)
 extends_documentation_fragment:
   - chaosfleet.stress.attributes
   - chaosfleet.stress.attributes.node

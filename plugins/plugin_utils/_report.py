@@ -524,7 +524,7 @@ def _oom_markers(chart, result):
                 _time_label(round(kill["t"] - chart.t0, 1)), kill.get("victim"), kill.get("comm"), kill.get("pid"),
                 kill.get("source")),
         })
-    for _, kills in sorted(groups.items()):
+    for _key, kills in sorted(groups.items()):
         first = min(k["t"] for k in kills)
         apps = sum(1 for k in kills if k.get("victim") == "app")
         chart.oom.append({
@@ -564,7 +564,7 @@ def memory_chart(result):
     level = _pre_stress_level(result)
     requested = [(s["t"], None if s.get("stress_bytes") is None or level is None else level + s["stress_bytes"])
                  for s in samples]
-    tops = [s.get("working_set_bytes") or 0 for s in samples] + [v or 0 for _, v in requested]
+    tops = [s.get("working_set_bytes") or 0 for s in samples] + [v or 0 for _t, v in requested]
     tops += [limit or 0, base or 0]
     y_max, y_step, unit, unit_name = _byte_axis(max(max(tops) * 1.04, 2 ** 20))
     chart = Chart("memory", t0, x_min, x_max, y_max)
@@ -603,7 +603,7 @@ def cpu_chart(result):
     wanted = None
     if request.get("kind") == "cpu":
         wanted = (request.get("workers") or 1) * (request.get("cpu_load_percent") or 100.0) / 100.0
-    top = max([r for _, r in rates] + [quota or 0, wanted or 0, 0.1]) * 1.08
+    top = max([r for _t, r in rates] + [quota or 0, wanted or 0, 0.1]) * 1.08
     step = _nice_step(top, 4, (1, 2, 2.5, 5, 10))
     chart = Chart("cpu", t0, x_min, x_max, step * math.ceil(top / step), height=220)
     _stress_window(chart, result)
@@ -850,7 +850,7 @@ def write_files(dest, files, check_mode=False):
                 os.fsync(handle.fileno())
             os.chmod(tmp, 0o644)
     except (IOError, OSError) as exc:
-        for tmp, _ in temps:
+        for tmp, _path in temps:
             try:
                 os.unlink(tmp)
             except OSError:

@@ -1,6 +1,20 @@
-"""Makes the lab fixtures (lab_fixtures.py) available to the integration tests.
+"""Fixtures for the integration tests: the lab (lab_fixtures.py) and a private experiment state dir."""
+import secrets
+import shutil
 
-If tests/conftest.py registers tests.integration.lab_fixtures as a plugin for the
-whole tree, delete this file.
-"""
+import pytest
+
 from tests.integration.lab_fixtures import lab, lab_factory  # noqa: F401
+
+
+@pytest.fixture
+def state_dir():
+    """A private stressor state dir; every experiment in it is stopped and the dir removed, pass or fail."""
+    path = "/run/cflab-state-" + secrets.token_hex(3)
+    yield path
+    from ansible_collections.chaosfleet.stress.plugins.module_utils._experiment import Experiment
+    from ansible_collections.chaosfleet.stress.plugins.module_utils._state import list_experiments
+
+    for name in list_experiments(path):
+        Experiment(path, name).stop()
+    shutil.rmtree(path, ignore_errors=True)

@@ -1,7 +1,5 @@
 """cgroup_sample on the lab: windows, several targets, recovery, read-back, bad input."""
 
-import secrets
-import shutil
 import time
 
 import pytest
@@ -11,18 +9,6 @@ from tests.integration.lab_fixtures import lab_container
 
 pytestmark = pytest.mark.lab
 MI = 1024 * 1024
-
-
-@pytest.fixture
-def state_dir():
-    path = "/run/cflab-state-" + secrets.token_hex(3)
-    yield path
-    from ansible_collections.chaosfleet.stress.plugins.module_utils._experiment import Experiment
-    from ansible_collections.chaosfleet.stress.plugins.module_utils._state import list_experiments
-
-    for name in list_experiments(path):
-        Experiment(path, name).stop()
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def test_window_of_several_targets(lab):

@@ -1,7 +1,6 @@
 """stressor on the lab's real containers: effects are read from the cgroup, not from stress-ng."""
 
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -17,19 +16,6 @@ from tests.integration.lab_fixtures import lab_container
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 MI = 1024 * 1024
-
-
-@pytest.fixture
-def state_dir():
-    """A private state dir; every experiment in it is stopped and the dir removed, pass or fail."""
-    path = "/run/cflab-state-" + secrets.token_hex(3)
-    yield path
-    from ansible_collections.chaosfleet.stress.plugins.module_utils._experiment import Experiment
-    from ansible_collections.chaosfleet.stress.plugins.module_utils._state import list_experiments
-
-    for name in list_experiments(path):
-        Experiment(path, name).stop()
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def start(state_dir, name, container, **params):

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Lab of real runc containers laid out the way kubelet lays out pods.
 
-Run as root. Standard library only.
+Run as root. Standard library only. Works on a cgroup v1 (or hybrid) host and on a
+cgroup v2 (unified) host; the mode is read from /proc/self/mountinfo.
 
     lab.py create  [--prefix cflab-XXXXXX] [--state-dir DIR] [--node-name NAME]
                    [--port-base N] [--netns NAME] [--keep-on-failure]
@@ -117,6 +118,23 @@ def v1_hierarchies():
     return [h for h in cgroup_hierarchies() if h[0] != "unified"]
 
 
+def unified_hierarchy():
+    """The cgroup2 mount that shows the whole hierarchy, or None."""
+    for hierarchy in cgroup_hierarchies():
+        if hierarchy[0] == "unified" and hierarchy[2] == "/":
+            return hierarchy
+    return None
+
+
+def cgroup_version():
+    """1 when a v1 memory hierarchy is mounted (v1 or hybrid host), 2 on a unified host."""
+    if hierarchy_with("memory"):
+        return 1
+    if unified_hierarchy():
+        return 2
+    raise LabError("no cgroup v1 memory hierarchy and no cgroup2 mount in /proc/self/mountinfo")
+
+
 def hierarchy_dir(hierarchy, cgroup_path):
     """Host directory of cgroup_path in a hierarchy, or None when the mount cannot see it."""
     _name, mountpoint, root = hierarchy
@@ -139,16 +157,57 @@ def controller_dir(controller, cgroup_path):
 
 
 def write_cgroup_file(controller, cgroup_path, filename, value):
-    directory = controller_dir(controller, cgroup_path)
+    """Write a v1 controller file, or a unified file when controller is "unified"."""
+    if controller == "unified":
+        hierarchy = unified_hierarchy()
+        directory = hierarchy_dir(hierarchy, cgroup_path) if hierarchy else None
+    else:
+        directory = controller_dir(controller, cgroup_path)
     if directory is None:
         return
     with open(os.path.join(directory, filename), "w") as handle:
         handle.write(str(value))
 
 
+# Controllers kubelet needs on every level above a container on a v2 node.
+V2_CONTROLLERS = ("memory", "cpu", "pids")
+
+
+def enable_v2_controllers(directory):
+    """Add V2_CONTROLLERS to directory's cgroup.subtree_control (they must be offered)."""
+    with open(os.path.join(directory, "cgroup.controllers")) as handle:
+        offered = handle.read().split()
+    missing = [c for c in V2_CONTROLLERS if c not in offered]
+    if missing:
+        raise LabError("cgroup2 controllers %s are not available in %s (enable them in the "
+                       "parent's cgroup.subtree_control)" % (" ".join(missing), directory))
+    with open(os.path.join(directory, "cgroup.subtree_control")) as handle:
+        enabled = handle.read().split()
+    wanted = ["+" + c for c in V2_CONTROLLERS if c not in enabled]
+    if wanted:
+        with open(os.path.join(directory, "cgroup.subtree_control"), "w") as handle:
+            handle.write(" ".join(wanted))
+
+
 def make_cgroup(cgroup_path):
-    """mkdir -p cgroup_path in every v1 hierarchy, as kubelet does for QoS and pod dirs."""
+    """mkdir -p cgroup_path as kubelet does for QoS and pod dirs.
+
+    v1: in every v1 hierarchy. v2: in the unified hierarchy, with memory, cpu and pids
+    enabled in cgroup.subtree_control from the root down to cgroup_path itself, since
+    containers (or deeper dirs) go below it.
+    """
     parts = [p for p in cgroup_path.split("/") if p]
+    if cgroup_version() == 2:
+        current = hierarchy_dir(unified_hierarchy(), "/").rstrip("/")
+        enable_v2_controllers(current + "/")
+        for part in parts:
+            current = current + "/" + part
+            try:
+                os.mkdir(current)
+            except FileExistsError:
+                pass
+            enable_v2_controllers(current)
+        return
     for hierarchy in v1_hierarchies():
         base = hierarchy_dir(hierarchy, "/")
         if base is None:
@@ -357,7 +416,13 @@ def container_config(prefix, rootfs, args, hostname, cgroup_path, resources, net
     return config
 
 
-def container_resources(memory_limit, cpu_limit, cpu_request):
+def cpu_weight(shares):
+    # kubelet/runc on cgroup v2: cpu.shares [2, 262144] maps linearly onto cpu.weight [1, 10000].
+    return 1 + ((shares - 2) * 9999) // 262142
+
+
+def container_resources(memory_limit, cpu_limit, cpu_request, oom_group=False):
+    """runc resources in v1 terms; runc converts them on a v2 host (weight, cpu.max, memory.max)."""
     resources = {"cpu": {"shares": cpu_shares(cpu_request)}}
     if cpu_limit:
         resources["cpu"].update({"quota": int(round(cpu_limit * CPU_PERIOD_US)),
@@ -365,6 +430,9 @@ def container_resources(memory_limit, cpu_limit, cpu_request):
     if memory_limit:
         # No swap for pods: memory+swap equals the memory limit.
         resources["memory"] = {"limit": memory_limit, "swap": memory_limit}
+    if oom_group:
+        # kubelet 1.28+ on cgroup v2: an OOM kill takes the whole container.
+        resources["unified"] = {"memory.oom.group": "1"}
     return resources
 
 
@@ -516,6 +584,7 @@ def start_app(state, pod, spec, ports, state_dir, port=None, restart_count=0):
     """Start the pod's app container and append it to pod["containers"]."""
     prefix = state["prefix"]
     netns = state.get("netns")
+    oom_group = state.get("cgroup_version") == 2
     for _attempt in range(3):
         container_id = new_container_id()
         cgroup_path = pod["cgroup_path"] + "/" + container_leaf(
@@ -535,13 +604,14 @@ def start_app(state, pod, spec, ports, state_dir, port=None, restart_count=0):
             "memory_request_bytes": spec["memory_request"],
             "cpu_limit_cores": spec["cpu_limit"], "cpu_request_cores": spec["cpu_request"],
             "image": IMAGE, "http_port": port, "command": command,
-            "restart_count": restart_count,
+            "restart_count": restart_count, "oom_group": oom_group,
         }
         pod["containers"].append(container)
         save_state(state, state_dir)
         config = container_config(
             prefix, state["rootfs"], command, pod["name"], cgroup_path,
-            container_resources(spec["memory_limit"], spec["cpu_limit"], spec["cpu_request"]),
+            container_resources(spec["memory_limit"], spec["cpu_limit"], spec["cpu_request"],
+                                oom_group),
             netns)
         container["pid"] = start_container(prefix, runc_id, config)
         save_state(state, state_dir)
@@ -564,6 +634,14 @@ def pod_spec(name):
 def set_pod_limits(pod, spec):
     """Pod-level cgroup settings as kubelet writes them (no pod overhead)."""
     path = pod["cgroup_path"]
+    if cgroup_version() == 2:
+        write_cgroup_file("unified", path, "cpu.weight", cpu_weight(cpu_shares(spec["cpu_request"])))
+        if spec["cpu_limit"]:
+            write_cgroup_file("unified", path, "cpu.max", "%d %d" % (
+                int(round(spec["cpu_limit"] * CPU_PERIOD_US)), CPU_PERIOD_US))
+        if spec["memory_limit"]:
+            write_cgroup_file("unified", path, "memory.max", spec["memory_limit"])
+        return
     write_cgroup_file("cpu", path, "cpu.shares", cpu_shares(spec["cpu_request"]))
     if spec["cpu_limit"]:
         write_cgroup_file("cpu", path, "cpu.cfs_period_us", CPU_PERIOD_US)
@@ -573,18 +651,32 @@ def set_pod_limits(pod, spec):
         write_cgroup_file("memory", path, "memory.limit_in_bytes", spec["memory_limit"])
 
 
-def set_qos_parents(cgroup_root):
-    """QoS parent dirs in both driver layouts, with kubelet's cpu.shares."""
+def set_qos_parents(cgroup_root, version):
+    """QoS parent dirs with kubelet's cpu.shares (v1) or cpu.weight (v2).
+
+    v1: both driver layouts. v2: only the systemd-driver one, the layout of v2 nodes.
+    """
     burstable_shares = sum(cpu_shares(s["cpu_request"]) for s in POD_SPECS
                            if s["qos_class"] == "Burstable")
-    for kubepods, burstable, besteffort in (
-            ("/kubepods", "/kubepods/burstable", "/kubepods/besteffort"),
-            ("/kubepods.slice", "/kubepods.slice/kubepods-burstable.slice",
-             "/kubepods.slice/kubepods-besteffort.slice")):
+    layouts = [("/kubepods.slice", "/kubepods.slice/kubepods-burstable.slice",
+                "/kubepods.slice/kubepods-besteffort.slice")]
+    if version == 1:
+        layouts.insert(0, ("/kubepods", "/kubepods/burstable", "/kubepods/besteffort"))
+    for kubepods, burstable, besteffort in layouts:
         for sub in (kubepods, burstable, besteffort):
             make_cgroup(cgroup_root + sub)
-        write_cgroup_file("cpu", cgroup_root + burstable, "cpu.shares", burstable_shares)
-        write_cgroup_file("cpu", cgroup_root + besteffort, "cpu.shares", 2)
+        if version == 2:
+            write_cgroup_file("unified", cgroup_root + burstable, "cpu.weight",
+                              cpu_weight(burstable_shares))
+            write_cgroup_file("unified", cgroup_root + besteffort, "cpu.weight", cpu_weight(2))
+        else:
+            write_cgroup_file("cpu", cgroup_root + burstable, "cpu.shares", burstable_shares)
+            write_cgroup_file("cpu", cgroup_root + besteffort, "cpu.shares", 2)
+
+
+def pod_driver(spec, version):
+    # v2 nodes run kubelet with the systemd cgroup driver; keep each pod's v1 driver on v1.
+    return "systemd" if version == 2 else spec["cgroup_driver"]
 
 
 def check_new(prefix, state_dir):
@@ -597,8 +689,10 @@ def check_new(prefix, state_dir):
 def create(prefix, state_dir, node_name, port_base, netns, hang_after_pods=None):
     """Build the lab; the caller has run check_new(prefix)."""
     base = run_dir(prefix)
+    version = cgroup_version()
     state = {
         "prefix": prefix, "node_name": node_name, "cgroup_root": "/" + prefix,
+        "cgroup_version": version,
         "runc_root": str(runc_root(prefix)), "rootfs": str(base / "rootfs"),
         "run_dir": str(base), "netns": netns, "created_at": time.time(),
         "complete": False, "pods": [],
@@ -610,14 +704,15 @@ def create(prefix, state_dir, node_name, port_base, netns, hang_after_pods=None)
     build_rootfs(Path(state["rootfs"]), pause_binary(state_dir))
 
     ports = PortPicker(port_base)
-    set_qos_parents(state["cgroup_root"])
+    set_qos_parents(state["cgroup_root"], version)
     for spec in POD_SPECS:
         uid = str(uuid.uuid4())
+        driver = pod_driver(spec, version)
         pod = {
             "name": spec["name"], "namespace": "default", "uid": uid,
-            "qos_class": spec["qos_class"], "cgroup_driver": spec["cgroup_driver"],
+            "qos_class": spec["qos_class"], "cgroup_driver": driver,
             "runtime": spec["runtime"],
-            "cgroup_path": pod_cgroup_path(state["cgroup_root"], spec["cgroup_driver"],
+            "cgroup_path": pod_cgroup_path(state["cgroup_root"], driver,
                                            spec["qos_class"], uid),
             "labels": {"app": spec["name"], "chaosfleet.io/lab": prefix},
             "annotations": {"kubernetes.io/config.source": "api",
