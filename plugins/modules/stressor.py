@@ -116,6 +116,8 @@ options:
   oom_score_adj:
     description:
       - C(oom_score_adj) of the stress processes. 1000 makes the stressor the OOM killer's first choice.
+      - stress-ng itself raises its allocating vm workers to 1000, whatever is set here; a lower value applies
+        to the stress-ng parent processes and to CPU and I/O workers.
       - On cgroup v2 nodes where C(memory.oom.group) is 1 (kubelet 1.28+), one OOM kills every process of the
         container whatever this says.
     type: int

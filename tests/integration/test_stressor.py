@@ -4,6 +4,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 import urllib.request
 
@@ -285,3 +286,33 @@ def test_target_restarted_is_reported(lab, state_dir):
     assert wait_for(lambda: status_phase(state_dir, "restarted") == "ended", 15)
     result = ok("stressor", {"name": "restarted", "state": "absent", "state_dir": state_dir})
     assert result["status"] == "aborted" and result["reason"] == "target_gone"
+
+
+def test_an_app_oom_kill_is_attributed_to_the_app(lab, state_dir):
+    """A BestEffort-like app (oom_score_adj 1000, as kubelet sets it) that holds more memory than the
+    stress worker is the OOM killer's choice, not the stressor; the node records it as an app kill."""
+    container = lab_container(lab, "ledger")
+    hog = "b = bytearray(150 << 20)\nimport time\ntime.sleep(120)\n"
+
+    def join_as_favourite_victim():
+        with open("/sys/fs/cgroup/memory%s/cgroup.procs" % container["cgroup_path"], "w") as handle:
+            handle.write("0")
+        with open("/proc/self/oom_score_adj", "w") as handle:
+            handle.write("1000")
+
+    app = subprocess.Popen([sys.executable, "-c", hog], preexec_fn=join_as_favourite_victim)
+    try:
+        assert wait_for(lambda: working_set(container["cgroup_path"]) > 140 * MI, 10)
+        start(state_dir, "app-oom", container, memory={"size": "400Mi"}, allow_oom=True, oom_score_adj=0,
+              guard={"stop_on_app_oom_kill": True}, duration="30s")
+        assert wait_for(lambda: status_phase(state_dir, "app-oom") == "ended", 20)
+        assert app.wait(timeout=5) == -signal.SIGKILL
+        result = ok("stressor", {"name": "app-oom", "state": "absent", "state_dir": state_dir})
+        assert result["reason"] == "guard:app_oom_kill"
+        victims = [(k["pid"], k["comm"], k["victim"]) for k in result["outcome"]["oom_kills"]]
+        assert (app.pid, os.path.basename(sys.executable)[:15], "app") in victims
+        assert comm(container["pid"]) == "httpd"
+    finally:
+        if app.poll() is None:
+            app.kill()
+        app.wait()
