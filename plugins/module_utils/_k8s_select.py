@@ -616,7 +616,7 @@ def resolve(criteria, api):
                             % ", ".join(missing))
 
     by_pod = dict((pod_key(p), c) for p, c in candidates)
-    picked, percent = pick([p for p, _ in candidates], criteria["mode"], criteria["value"], criteria["seed"])
+    picked, percent = pick([p for p, _containers in candidates], criteria["mode"], criteria["value"], criteria["seed"])
     if candidates and not picked:
         warnings.append("mode random-max-percent drew 0%% of %d candidate pods this time; no targets"
                         % len(candidates))

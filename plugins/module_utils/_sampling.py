@@ -64,6 +64,7 @@ def sample_targets(targets, proc_root, duration, interval, recovery=None, clock=
     With ``recovery`` ({baseline_working_set_bytes, within_percent, stable_samples}), stop early once every
     target has stayed within the band for ``stable_samples`` samples in a row.
     """
+    asked_percent = recovery["within_percent"] if recovery else None
     if recovery:
         recovery = dict(recovery, within_percent=effective_percent(recovery))
     watched = [Watched(t, proc_root) for t in targets]
@@ -90,6 +91,8 @@ def sample_targets(targets, proc_root, duration, interval, recovery=None, clock=
         if recovery:
             baseline = {"working_set_bytes": {"mean": recovery["baseline_working_set_bytes"]}}
             verdict = recovery_of(item.samples, baseline, recovery["within_percent"], duration, started)
+            verdict.update(within_percent=asked_percent,
+                           band_bytes=int(recovery["baseline_working_set_bytes"] * recovery["within_percent"] / 100))
         out.append(item.result(verdict))
     return out
 
@@ -140,6 +143,7 @@ def experiment_result(experiment, host=None):
         "request": {
             "kind": kind, "memory_bytes": memory.get("bytes"), "target_usage_bytes": memory.get("target_usage_bytes"),
             "ramp_seconds": memory.get("ramp_seconds"), "cpu_load_percent": cpu.get("load_percent"),
+            "cpu_cores": cpu.get("cores"),
             "workers": memory.get("workers") or cpu.get("workers") or (plan.get("io") or {}).get("workers") or 1,
             "duration_seconds": plan.get("duration_seconds"),
         },

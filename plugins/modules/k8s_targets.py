@@ -26,7 +26,7 @@ description:
     RV(skipped).
   - Runs on the controller with the C(kubernetes) Python client. It only reads.
 author:
-  - chaosfleet.stress contributors
+  - chaosfleet.stress contributors (@chaosfleet)
 requirements:
   - kubernetes >= 24.2.0 (the Python client, on the controller)
 extends_documentation_fragment:

@@ -253,11 +253,12 @@ def requested_and_achieved(result):
             out["percent"] = 100.0 * got / room if room > 0 else None
         return out
     if kind == "cpu":
-        workers = request.get("workers") or 1
         load = request.get("cpu_load_percent")
-        want = workers * (load if load is not None else 100.0) / 100.0
-        out["requested"] = "%d worker%s × %g%% = %.2f cores" % (
-            workers, "" if workers == 1 else "s", load if load is not None else 100, want)
+        want = requested_cores(result)
+        out["requested"] = "%g%% of %s = %.2f cores" % (
+            load if load is not None else 100,
+            "the %.2f-core quota" % target["cpu_quota_cores"] if target.get("cpu_quota_cores") else "the node's CPUs",
+            want)
         got = achieved.get("cpu_cores")
         if got is None:
             return out
@@ -593,6 +594,17 @@ def memory_chart(result):
     return chart.data()
 
 
+def requested_cores(result):
+    """Cores the experiment asked for: its load is a share of the target's quota, not of one CPU per worker."""
+    request = result["request"]
+    if request.get("cpu_cores") is not None:
+        return request["cpu_cores"]
+    load = request.get("cpu_load_percent")
+    load = 100.0 if load is None else load
+    quota = result["target"].get("cpu_quota_cores")
+    return (quota if quota else (request.get("workers") or 1)) * load / 100.0
+
+
 def cpu_chart(result):
     rates = cpu_rates(result["samples"])
     if not rates:
@@ -600,9 +612,7 @@ def cpu_chart(result):
     t0, x_min, x_max = _time_frame(result)
     quota = result["target"].get("cpu_quota_cores")
     request = result["request"]
-    wanted = None
-    if request.get("kind") == "cpu":
-        wanted = (request.get("workers") or 1) * (request.get("cpu_load_percent") or 100.0) / 100.0
+    wanted = requested_cores(result) if request.get("kind") == "cpu" else None
     top = max([r for _t, r in rates] + [quota or 0, wanted or 0, 0.1]) * 1.08
     step = _nice_step(top, 4, (1, 2, 2.5, 5, 10))
     chart = Chart("cpu", t0, x_min, x_max, step * math.ceil(top / step), height=220)

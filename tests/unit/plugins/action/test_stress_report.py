@@ -151,8 +151,8 @@ def test_limit_line_sits_at_the_limit(tmp_path):
     with open(out["paths"]["html"]) as handle:
         html = handle.read()
     chart = parse(html).hosts["node1"]["memory"]
-    _, want_y = pixel(chart["map"], 0, 512 * MI)
-    _, base_y = pixel(chart["map"], 0, 120 * MI)
+    _want_x, want_y = pixel(chart["map"], 0, 512 * MI)
+    _base_x, base_y = pixel(chart["map"], 0, 120 * MI)
     assert chart["hlines"] == [("baseline", round(base_y, 1)), ("limit", round(want_y, 1))]
 
 
@@ -166,8 +166,8 @@ def test_unlimited_cgroup_draws_no_limit_line(tmp_path):
         html = handle.read()
     chart = parse(html).hosts["node1"]["memory"]
     assert float(chart["map"]["data-y-max"]) == 600 * MI
-    assert [kind for kind, _ in chart["hlines"]] == ["baseline"]
-    assert "limit_bytes" not in [name for name, _ in chart["polylines"]]
+    assert [kind for kind, _line in chart["hlines"]] == ["baseline"]
+    assert "limit_bytes" not in [name for name, _points in chart["polylines"]]
 
 
 def test_node_recorded_result_without_baseline_or_recovery_check(tmp_path):
@@ -184,7 +184,7 @@ def test_node_recorded_result_without_baseline_or_recovery_check(tmp_path):
     # The requested level starts from the working set sampled before the start (120 MiB, k0-4).
     expected = [(s["t"], 120 * MI + s["stress_bytes"]) for s in result["samples"] if s["stress_bytes"] is not None]
     assert_traces(chart, "requested_bytes", expected)
-    assert [kind for kind, _ in chart["hlines"]] == ["limit"]
+    assert [kind for kind, _line in chart["hlines"]] == ["limit"]
 
 
 def test_figures_cover_the_stress_window_whatever_the_node_summarized(tmp_path):
@@ -221,7 +221,7 @@ def test_long_series_keeps_real_samples_and_extremes(tmp_path):
 
 
 def test_missing_and_failed_hosts_are_listed(rendered):
-    out, page, _, markdown, document = rendered
+    out, page, _html, markdown, document = rendered
     rows = dict((r["data-host"], r["class"]) for r in page.rows)
     assert rows == {"node1": "host-row", "node2": "host-row", "node3": "host-row",
                     "node5": "missing-row", "node7": "missing-row", "node6": "failed-row"}
@@ -235,7 +235,7 @@ def test_missing_and_failed_hosts_are_listed(rendered):
 
 
 def test_app_oom_kill_is_attributed_to_the_app(rendered):
-    out, page, _, markdown, document = rendered
+    out, page, _html, markdown, document = rendered
     chart = page.hosts["node2"]["memory"]
     assert [(m["data-kind"], m["data-count"]) for m in chart["oom"]] == [("app", "1")]
     kill = load("node2_app_oom")["oom_kills"][0]
@@ -250,7 +250,7 @@ def test_app_oom_kill_is_attributed_to_the_app(rendered):
 
 
 def test_stressor_kills_are_stressor_markers(rendered):
-    out, page, _, _, _ = rendered
+    out, page, _html, _markdown, _document = rendered
     chart = page.hosts["node1"]["memory"]
     assert [m["data-kind"] for m in chart["oom"]] == ["stressor", "stressor"]
     assert out["stats"]["per_host"]["node1"]["oom_kills"] == {"app": 0, "stressor": 2}
@@ -258,7 +258,7 @@ def test_stressor_kills_are_stressor_markers(rendered):
 
 
 def test_group_kill_is_one_marker_with_every_victim(rendered):
-    out, page, _, markdown, _ = rendered
+    out, page, _html, markdown, _document = rendered
     chart = page.hosts["node3"]["memory"]
     assert [(m["data-kind"], m["data-count"]) for m in chart["oom"]] == [("group", "4")]
     rows = [(k["data-victim"], k["data-group"]) for k in page.kills if k["host"] == "node3"]
@@ -268,7 +268,7 @@ def test_group_kill_is_one_marker_with_every_victim(rendered):
 
 
 def test_html_is_self_contained(rendered):
-    _, page, html, _, _ = rendered
+    _out, page, html, _markdown, _document = rendered
     assert "script" not in page.tags and "link" not in page.tags and "img" not in page.tags
     assert all(link.startswith("#host-") for link in page.links)
     assert html.count("http://") == html.count('xmlns="http://www.w3.org/2000/svg"')
@@ -296,7 +296,7 @@ def test_verdict_table_shows_how_each_stress_ended(rendered):
 def test_cpu_quota_caps_what_counts_as_achieved(tmp_path):
     out = run(params([load("node4_cpu_throttled")], tmp_path))
     node4 = out["stats"]["per_host"]["node4"]
-    # 0.48 extra cores out of a 0.5-core quota, though 2 x 50% = 1 core was asked.
+    # 0.48 extra cores for 100% of a 0.5-core quota (0.5 cores) asked: load is a share of the quota.
     assert node4["achieved_percent"] == 96.0
     assert node4["verdict"] == "pass"
 

@@ -218,10 +218,10 @@ def _names(pods):
                                           ("random-max-percent", 60)])
 def test_pick_is_reproducible_with_a_seed_whatever_the_api_order(mode, number):
     candidates = _pods(40)
-    first, _ = sel.pick(candidates, mode, number, seed="exp-1")
+    first, _percent = sel.pick(candidates, mode, number, seed="exp-1")
     shuffled = list(candidates)
     random.Random(7).shuffle(shuffled)
-    again, _ = sel.pick(shuffled, mode, number, seed="exp-1")
+    again, _percent = sel.pick(shuffled, mode, number, seed="exp-1")
     assert _names(first) == _names(again)
     # Different seeds do not all pick the same pods.
     picks = set(tuple(_names(sel.pick(candidates, mode, number, seed=str(s))[0])) for s in range(20))
@@ -235,12 +235,12 @@ def test_seed_is_read_as_text():
 
 def test_pick_counts_and_order():
     candidates = _pods(20)
-    picked, _ = sel.pick(candidates, "fixed", 4, seed="s")
+    picked, _percent = sel.pick(candidates, "fixed", 4, seed="s")
     assert len(picked) == 4 and len(set(_names(picked))) == 4
     assert _names(picked) == sorted(_names(picked))
-    everything, _ = sel.pick(candidates, "all", None)
+    everything, _percent = sel.pick(candidates, "all", None)
     assert _names(everything) == sorted(_names(candidates))
-    capped, _ = sel.pick(candidates, "fixed", 99, seed="s")
+    capped, _percent = sel.pick(candidates, "fixed", 99, seed="s")
     assert len(capped) == 20
 
 
@@ -425,7 +425,7 @@ def test_filter_pods_funnel_and_protected_exclusion():
             pod("d", "kube-system", labels={"app": "x"}, annotations={"ok": "1"})]
     criteria = options(label_selectors={"app": "x"}, annotation_selectors={"ok": "1"})
     candidates, skipped, funnel = sel.filter_pods(pods, criteria)
-    assert [sel.pod_key(p) for p, _ in candidates] == [("shop", "a")]
+    assert [sel.pod_key(p) for p, _containers in candidates] == [("shop", "a")]
     assert funnel == [("listed", 4), ("outside protected namespaces", 3), ("with matching labels", 3),
                       ("with matching annotations", 2), ("in phase Running", 1), ("with a running container", 1)]
     assert skipped == []
@@ -435,8 +435,8 @@ def test_filter_pods_funnel_and_protected_exclusion():
 def test_filter_pods_reports_containers_not_started():
     pods = [pod("a", containers=[{"name": "app", "container_id": None}]),
             pod("b", containers=[{"name": "app", "container_id": CID}, {"name": "side", "container_id": None}])]
-    candidates, skipped, _ = sel.filter_pods(pods, options())
-    assert [sel.pod_key(p) for p, _ in candidates] == [("ns", "b")]
+    candidates, skipped, _funnel = sel.filter_pods(pods, options())
+    assert [sel.pod_key(p) for p, _containers in candidates] == [("ns", "b")]
     assert [(s["pod"], s["container"]) for s in skipped] == [("a", "app"), ("b", "side")]
     assert all(s["pod_uid"] and s["namespace"] == "ns" for s in skipped)
 

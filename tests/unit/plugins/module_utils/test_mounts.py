@@ -27,7 +27,7 @@ def test_parse_mountinfo_finds_each_controller(name, v1_expected, v2_count):
 
 
 def test_parse_mountinfo_unescapes_and_prefers_the_whole_hierarchy():
-    v1, _ = parse_mountinfo(_read("v1-escaped.txt"))
+    v1, _unified = parse_mountinfo(_read("v1-escaped.txt"))
     assert v1["memory"].mountpoint == "/sys/fs/cgroup/mem ory"
     # The bind of a sub-tree (root /docker/abc) loses to the mount of the hierarchy root.
     assert v1["cpu"].mountpoint == "/host/cpu"
