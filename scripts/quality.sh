@@ -4,13 +4,14 @@
 #   1. build      ansible-galaxy collection build (the artifact the other steps check)
 #   2. sanity     ansible-test sanity on that artifact, unpacked under ansible_collections/chaosfleet/stress,
 #                 each test in its own venv (--venv, no Docker), Python 3.11, empty ignore files
-#   3. lint       ansible-lint --profile production on roles/ playbooks/ awx/ demo/ extensions/molecule/,
+#   3. node38     vermin: node-side modules and module_utils need nothing newer than Python 3.8
+#   4. lint       ansible-lint --profile production on roles/ playbooks/ awx/ demo/ extensions/molecule/,
 #                 with awx.awx unpacked from the `ansible` wheel on PyPI into a throwaway path
-#   4. awx        ansible-playbook --syntax-check awx/configure.yml
-#   5. changelog  antsibull-changelog lint
-#   6. ee         ansible-builder introspect of the installed collection (meta/execution-environment.yml)
+#   5. awx        ansible-playbook --syntax-check awx/configure.yml
+#   6. changelog  antsibull-changelog lint
+#   7. ee         ansible-builder introspect of the installed collection (meta/execution-environment.yml)
 #                 and ansible-builder create of awx/execution-environment.yml (no image is built here)
-#   7. docs       scripts/quality/build_docs.sh: antsibull-docs reference + Sphinx, warnings are errors
+#   8. docs       scripts/quality/build_docs.sh: antsibull-docs reference + Sphinx, warnings are errors
 # The build/install/ansible-doc checks and the AWX survey checks are pytest tests in tests/integration.
 #
 # Usage: scripts/quality.sh [STEP...]   (default: all steps)
@@ -21,7 +22,7 @@ export PATH="$root/.venv/bin:$PATH"
 export ANSIBLE_DEPRECATION_WARNINGS=False ANSIBLE_NOCOLOR=1 PY_COLORS=0 NO_COLOR=1
 sanity_python=${SANITY_PYTHON:-3.11}
 steps=("$@")
-[ ${#steps[@]} -gt 0 ] || steps=(build sanity lint awx changelog ee docs)
+[ ${#steps[@]} -gt 0 ] || steps=(build sanity node38 lint awx changelog ee docs)
 
 work=$(mktemp -d /tmp/cf-quality.XXXXXX)
 trap 'rm -rf "$work"' EXIT
@@ -134,6 +135,13 @@ ee() {
   ansible-builder create -f awx/execution-environment.yml --context "$work/ee-context" >/dev/null
 }
 
+# Node-side code runs on managed nodes with Python 3.8 or later; no 3.8 interpreter here, so check statically.
+node38() {
+  local files
+  files=$(ls plugins/modules/*.py plugins/module_utils/*.py | grep -v -E '/(k8s_targets|stress_report)\.py$|/_k8s_')
+  vermin --target=3.8- --violations --no-tips --eval-annotations $files
+}
+
 docs() {
   install_tarball || return 1
   scripts/quality/build_docs.sh "$installed"
@@ -141,6 +149,7 @@ docs() {
 
 want build && run_step build build
 want sanity && run_step "ansible-test sanity" sanity
+want node38 && run_step "node-side code on Python 3.8 (vermin)" node38
 want lint && run_step "ansible-lint (production)" lint
 want awx && run_step "awx syntax-check" awx_syntax
 want changelog && run_step "antsibull-changelog lint" changelog
