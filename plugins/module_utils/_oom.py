@@ -67,31 +67,81 @@ def in_cgroup(kill, cgroup_path):
     return any(n and (path.endswith(n.rstrip("/")) or n.rstrip("/").endswith(path)) and n != "/" for n in names)
 
 
-def attribute(kills, cgroup_path, stressor_pids, seen_pids, counter_delta, oom_group):
-    """Keep the kills that belong to this cgroup and label each victim.
+def belongs(kill, cgroup_path, stressor_pids, seen_pids, counter_moved):
+    """A kill belongs to this cgroup when the log names its memcg, or (log rate-limited) when the
+    victim was seen in it, or when its own OOM counter moved and the victim is a stress-ng worker."""
+    where = in_cgroup(kill, cgroup_path)
+    if where is not None:
+        return where
+    return kill["pid"] in seen_pids or (counter_moved and is_stressor(kill, stressor_pids))
 
-    A kill belongs here when the log names this memcg, or (log rate-limited) when
-    the victim was seen in the cgroup, or when this cgroup's own OOM counter moved
-    and the victim is a stress-ng worker.
+
+class OomTracker(object):
+    """OOM kills of one cgroup: kernel-log records reconciled with the cgroup's own counter.
+
+    The counter says how many; the log says who. A kill the counter shows but the log does not
+    explain within LOG_GRACE seconds (rate-limited or unreadable log) is recorded as "unknown", so
+    log lines that arrive a tick late still name their victim and nothing is counted twice. With
+    memory.oom.group set, every kill is part of a group kill.
     """
-    out = []
-    for kill in kills:
-        where = in_cgroup(kill, cgroup_path)
-        if where is False:
-            continue
-        if where is None and kill["pid"] not in seen_pids and not (counter_delta > 0 and is_stressor(kill, stressor_pids)):
-            continue
-        out.append(kill)
-    group_kill = bool(oom_group) and len(out) > 1
-    now_wall, now_mono = time.time(), time.monotonic()
-    return [{
-        "t": round(now_wall - (now_mono - k["mono"]), 3) if k["mono"] else round(now_wall, 3),
-        "pid": k["pid"],
-        "comm": k["comm"],
-        "victim": "stressor" if is_stressor(k, stressor_pids) else "app",
-        "group_kill": group_kill,
-        "source": "kmsg",
-    } for k in out]
+
+    LOG_GRACE = 2.0
+
+    def __init__(self, cgroup_path, oom_group, first_count):
+        self.cgroup_path = cgroup_path
+        self.oom_group = bool(oom_group)
+        self.first_count = first_count or 0
+        self.counted = 0
+        self.recorded_pids = set()
+        self.from_log = 0
+        self.from_counter = 0
+        self.unexplained_since = None
+
+    def update(self, kills, counter_value, seen_pids, stressor_pids=(), now=None):
+        """New kill records since the last call.
+
+        ``kills``: parsed kernel-log kills; ``seen_pids``: pid -> comm of processes seen in the cgroup.
+        """
+        now = time.time() if now is None else now
+        self.counted = max(self.counted, (counter_value or 0) - self.first_count)
+        moved = self.counted > self.total
+        out = []
+        now_wall, now_mono = time.time(), time.monotonic()
+        for kill in kills:
+            # The kernel logs a group kill's first victim twice.
+            if kill["pid"] in self.recorded_pids or not belongs(kill, self.cgroup_path, stressor_pids, seen_pids, moved):
+                continue
+            self.recorded_pids.add(kill["pid"])
+            self.from_log += 1
+            out.append({
+                "t": round(now_wall - (now_mono - kill["mono"]), 3) if kill["mono"] else round(now, 3),
+                "pid": kill["pid"],
+                "comm": kill["comm"] or seen_pids.get(kill["pid"]),
+                "victim": "stressor" if is_stressor(kill, stressor_pids) else "app",
+                "group_kill": self.oom_group,
+                "source": "kmsg",
+            })
+        if self.counted <= self.total:
+            self.unexplained_since = None
+        elif self.unexplained_since is None:
+            self.unexplained_since = now
+        elif now - self.unexplained_since >= self.LOG_GRACE:
+            out += self.flush(now)
+        return out
+
+    def flush(self, now=None):
+        """Record what the counter counted and the log never explained."""
+        missing = self.counted - self.total
+        if missing <= 0:
+            return []
+        self.from_counter += missing
+        self.unexplained_since = None
+        return [{"t": round(time.time() if now is None else now, 3), "pid": None, "comm": None,
+                 "victim": "unknown", "group_kill": self.oom_group, "source": "counter"}] * missing
+
+    @property
+    def total(self):
+        return self.from_log + self.from_counter
 
 
 class KernelLog(object):

@@ -14,7 +14,7 @@ import socket
 import time
 
 from ansible_collections.chaosfleet.stress.plugins.module_utils import _state as state
-from ansible_collections.chaosfleet.stress.plugins.module_utils._oom import KernelLog, attribute
+from ansible_collections.chaosfleet.stress.plugins.module_utils._oom import KernelLog, OomTracker
 from ansible_collections.chaosfleet.stress.plugins.module_utils._resolve import process_comm, read_pids
 from ansible_collections.chaosfleet.stress.plugins.module_utils._summary import recovery as recovery_of, summarize
 from ansible_collections.chaosfleet.stress.plugins.module_utils._usage import read_sample, reader_for
@@ -33,23 +33,16 @@ class Watched(object):
         self.samples = []
         self.seen = {}
         self.oom_kills = []
-        self.oom_group = self.reader.memory_stats().get("oom_group")
+        memory = self.reader.memory_stats()
+        self.oom = OomTracker(target["path"], memory.get("oom_group"), memory.get("oom_kill_count"))
 
     def tick(self, kills):
         for pid in read_pids(self.target["dirs"]):
             if pid not in self.seen:
                 self.seen[pid] = process_comm(self.proc_root, pid)
         sample = read_sample(self.target, self.reader)
-        previous = self.samples[-1] if self.samples else None
         self.samples.append(sample)
-        delta = (sample["oom_kill_count"] or 0) - (previous["oom_kill_count"] or 0) if previous else 0
-        found = attribute(kills, self.target["path"], (), set(self.seen), delta, self.oom_group)
-        for kill in found:
-            kill["comm"] = kill["comm"] or self.seen.get(kill["pid"])
-        if delta > len(found):
-            found += [{"t": sample["t"], "pid": None, "comm": None, "victim": "unknown", "group_kill": False,
-                       "source": "counter"}] * (delta - len(found))
-        self.oom_kills += found
+        self.oom_kills += self.oom.update(kills, sample["oom_kill_count"], self.seen, (), sample["t"])
         return sample
 
     def result(self, recovery=None):
@@ -83,6 +76,9 @@ def sample_targets(targets, proc_root, duration, interval, recovery=None, clock=
             if next_tick > deadline:
                 break
             clock.sleep(max(0.0, next_tick - clock.time()))
+        kills = log.read() if log.available else []
+        for item in watched:
+            item.oom_kills += item.oom.update(kills, item.samples[-1]["oom_kill_count"], item.seen) + item.oom.flush()
     finally:
         log.close()
     out = []

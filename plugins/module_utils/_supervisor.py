@@ -25,7 +25,7 @@ import sys
 import time
 
 from ansible_collections.chaosfleet.stress.plugins.module_utils import _state as state
-from ansible_collections.chaosfleet.stress.plugins.module_utils._oom import KernelLog, attribute
+from ansible_collections.chaosfleet.stress.plugins.module_utils._oom import KernelLog, OomTracker
 from ansible_collections.chaosfleet.stress.plugins.module_utils._plan import (
     MIB, cpu_argv, first_memory_step_bytes, instance_overhead, io_argv, memory_argv,
 )
@@ -36,7 +36,7 @@ CONTROL_TICK = 0.25
 # Hierarchies a stress process must not join: device rules and systemd bookkeeping are not resources.
 ATTACH_SKIP = ("devices", "name=systemd")
 MAX_TOPUPS = 2
-SETTLE_SECONDS = 6.0
+SETTLE_SECONDS = 15.0
 MAX_RESPAWNS = 200
 OOM_RECORD_LIMIT = 500
 CPU_WINDOW_SECONDS = 4.0
@@ -86,10 +86,11 @@ class Supervisor(object):
         self.ended_instances = []
         self.stop_reason = None
         self.oom_kills = []
-        self.oom_total = 0
+        self.oom = None
         self.respawns = 0
         self.memory_added_steps = 0
         self.topups = 0
+        self.launched_bytes, self.ws_at_launch = 0, 0
         self.cpu_window = None
         self.cpu_corrections = 0
         self.cpu_load = None
@@ -109,7 +110,7 @@ class Supervisor(object):
             "started_at": self.started_at,
             "deadline": self.deadline,
             "instances": [i.as_dict() for i in self.instances],
-            "oom_kill_count": self.oom_total,
+            "oom_kill_count": self.oom.total if self.oom else 0,
             "stress_bytes": self.stress_bytes_now(),
             "updated_at": round(time.time(), 3),
         }
@@ -153,7 +154,9 @@ class Supervisor(object):
     def remaining(self):
         return max(1.0, self.deadline - time.time())
 
-    def launch_memory(self, nbytes, workers):
+    def launch_memory(self, nbytes, workers, sample):
+        # Remembered so settling waits for this instance to fault its pages in.
+        self.launched_bytes, self.ws_at_launch = nbytes, sample["working_set_bytes"] or 0
         memory = self.plan["memory"]
         argv = memory_argv(self.spec["stress_ng"], workers, nbytes, memory["method"], self.remaining(),
                            self.plan["on_oom"] == "stop")
@@ -186,7 +189,7 @@ class Supervisor(object):
     def grow_memory(self, sample):
         memory = self.plan["memory"]
         if self.memory_added_steps == 0:
-            self.launch_memory(first_memory_step_bytes(memory), memory["workers"])
+            self.launch_memory(first_memory_step_bytes(memory), memory["workers"], sample)
             self.memory_added_steps = 1
             return
         want = memory["bytes"] * (self.memory_added_steps + 1) // memory["steps"]
@@ -195,7 +198,7 @@ class Supervisor(object):
         if memory["over_limit"]:
             add = memory["bytes"] // memory["steps"]
         if add >= MIB:
-            self.launch_memory(add, memory["workers"])
+            self.launch_memory(add, memory["workers"], sample)
 
     def maybe_top_up(self, sample):
         """After the last step settles, close any shortfall the overhead estimate left."""
@@ -204,19 +207,24 @@ class Supervisor(object):
             self.phase = "holding"
             return
         short = memory["bytes"] - self.increase(sample)
+        # A top-up covers what the overhead estimate missed, never a stress-ng that is still allocating.
+        short = min(short, memory["bytes"] // 10)
         if short > max(2 * MIB, memory["bytes"] // 100) + instance_overhead(1):
             self.topups += 1
-            self.launch_memory(short - instance_overhead(1), 1)
+            self.launch_memory(short - instance_overhead(1), 1, sample)
             self.settle_since, self.settle_ws = time.time(), None
             return
         self.phase = "holding"
 
     def settled(self, sample):
-        """True once the working set stopped growing (within 1 MiB over two ticks) or time ran out."""
+        """True once the last instance faulted most of its pages in and the working set stopped growing
+        (within 1 MiB over two samples), or time ran out (a throttled container allocates slowly)."""
         ws = sample["working_set_bytes"] or 0
-        stable = self.settle_ws is not None and abs(ws - self.settle_ws) <= MIB
+        grown = ws - self.ws_at_launch >= 0.8 * self.launched_bytes
+        stable = grown and self.settle_ws is not None and abs(ws - self.settle_ws) <= MIB
         self.settle_ws = ws
-        return stable and time.time() - self.settle_since >= 1.0 or time.time() - self.settle_since >= SETTLE_SECONDS
+        waited = time.time() - self.settle_since
+        return stable and waited >= 1.0 or waited >= SETTLE_SECONDS
 
     # -- CPU load control --------------------------------------------------
     def stress_cpu_seconds(self, kind):
@@ -284,17 +292,9 @@ class Supervisor(object):
             return True
         return False
 
-    def check_oom(self, sample, previous, members, stressors):
-        delta = (sample["oom_kill_count"] or 0) - (previous["oom_kill_count"] or 0) if previous else 0
+    def check_oom(self, sample, stressors):
         kills = self.log.read() if self.log.available else []
-        found = attribute(kills, self.target["path"], stressors, set(self.seen), delta, self.target_oom_group)
-        for kill in found:
-            kill["comm"] = kill["comm"] or self.seen.get(kill["pid"])
-        if delta > len(found):
-            # The log was unreadable or rate-limited: count what the cgroup counted.
-            found += [{"t": sample["t"], "pid": None, "comm": None, "victim": "unknown", "group_kill": False,
-                       "source": "counter"}] * (delta - len(found))
-        self.oom_total += max(delta, len(found))
+        found = self.oom.update(kills, sample["oom_kill_count"], self.seen, stressors, sample["t"])
         for kill in found:
             if len(self.oom_kills) < OOM_RECORD_LIMIT:
                 self.oom_kills.append(kill)
@@ -324,7 +324,7 @@ class Supervisor(object):
                 return "attach_failed"
             if time.time() >= self.deadline - 1:
                 continue
-            stressor_oom = any(k["victim"] == "stressor" for k in found_ooms) or self.oom_total > 0
+            stressor_oom = any(k["victim"] == "stressor" for k in found_ooms) or self.oom.total > 0
             if self.plan["on_oom"] == "stop" and stressor_oom:
                 return "oom"
             if self.respawns < MAX_RESPAWNS:
@@ -363,6 +363,12 @@ class Supervisor(object):
                 time.sleep(0.2)
         if self.plan.get("io"):
             shutil.rmtree(self.plan["io"]["path"], ignore_errors=True)
+        if self.oom is not None:
+            if os.path.isdir(self.primary_dir):
+                self.check_oom(read_sample(self.target, self.reader), set())
+            for kill in self.oom.flush():
+                self.oom_kills.append(kill)
+                state.append_jsonl(self.path(state.EVENTS), dict(kill, event="oom_kill"))
         samples = state.read_jsonl(self.path(state.SAMPLES))
         peak = max([s["working_set_bytes"] or 0 for s in samples] or [0])
         status = {"deadline": "finished", "stop": "stopped"}.get(reason, "aborted")
@@ -376,7 +382,7 @@ class Supervisor(object):
             "peak_working_set_bytes": peak,
             "baseline_working_set_bytes": self.baseline_ws,
             "achieved_increase_bytes": self.achieved,
-            "oom_kill_count": self.oom_total,
+            "oom_kill_count": self.oom.total if self.oom else 0,
             "oom_kills": self.oom_kills,
             "respawns": self.respawns,
             "processes_left": sorted(set(survivors) | set(leftover)),
@@ -398,7 +404,8 @@ class Supervisor(object):
         self.started_at = round(time.time(), 3)
         self.deadline = round(self.started_at + self.plan["duration_seconds"], 3)
         self.primary_dir = self.target["dirs"].get("memory") or self.target["dirs"].get("unified")
-        self.target_oom_group = self.reader.memory_stats().get("oom_group")
+        memory = self.reader.memory_stats()
+        self.oom = OomTracker(self.target["path"], memory.get("oom_group"), memory.get("oom_kill_count"))
         members = self.members()
         self.app_records = [state.pid_record(p, self.proc_root) for p in members]
         for pid in members:
@@ -420,9 +427,9 @@ class Supervisor(object):
             return self.end("attach_failed", "cannot start stress-ng: %s" % exc)
         self.phase = "ramping" if self.plan.get("memory") else "holding"
         self.settle_since, self.settle_ws = time.time(), None
-        return self.loop(first)
+        return self.loop()
 
-    def loop(self, previous):
+    def loop(self):
         interval = self.plan["sample_interval_seconds"]
         next_sample = time.time()
         self.write_status()
@@ -445,8 +452,7 @@ class Supervisor(object):
                 stressors = self.stressor_pids(members)
                 sample = read_sample(self.target, self.reader, stress_bytes=self.stress_bytes_now())
                 state.append_jsonl(self.path(state.SAMPLES), sample)
-                found = self.check_oom(sample, previous, members, stressors)
-                previous = sample
+                found = self.check_oom(sample, stressors)
                 reason = self.evaluate(sample, members, stressors, found)
                 if reason:
                     return self.end(*reason)
