@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prints anything the lab or the tests created and did not remove (empty output: clean).
 shopt -s nullglob
-for d in /sys/fs/cgroup/*/cflab-* /sys/fs/cgroup/*/cffleet-* /sys/fs/cgroup/cflab-* /run/cflab-* /run/cffleet-* /run/cfvm-*; do
+for d in /sys/fs/cgroup/*/cflab-* /sys/fs/cgroup/*/cffleet-* /sys/fs/cgroup/cflab-* /run/cflab-* /run/cffleet-* .lab/vm/cfvm-*; do
   echo "left: $d"
 done
 for id in $(runc list -q 2>/dev/null); do echo "left runc container: $id"; done

@@ -5,6 +5,7 @@ import shutil
 import pytest
 
 from tests.integration.lab_fixtures import lab, lab_factory  # noqa: F401
+from tests.integration.vm_fixtures import vm_node  # noqa: F401
 
 
 @pytest.fixture
