@@ -7,7 +7,7 @@ root=$(pwd)
 
 APT_PACKAGES=(
   stress-ng runc busybox-static openssh-server openssh-client iproute2 procps util-linux
-  gcc libc6-dev python3 python3-venv
+  gcc libc6-dev python3 python3-venv python3-apt
   chromium shellcheck
   qemu-system-x86 linux-image-amd64 cpio kmod
 )

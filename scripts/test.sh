@@ -25,6 +25,7 @@ if [ "$scope" = all ] || [ "$scope" = unit ]; then
 fi
 if [ "$scope" = all ] || [ "$scope" = integration ]; then
   run .venv/bin/python -m pytest -q -p no:cacheprovider tests/integration
+  run molecule test -s default
 fi
 if [ "$scope" = all ] && [ -x scripts/quality.sh ]; then
   run scripts/quality.sh

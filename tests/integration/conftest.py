@@ -6,6 +6,7 @@ import pytest
 
 from tests.integration.lab_fixtures import lab, lab_factory  # noqa: F401
 from tests.integration.vm_fixtures import vm_node  # noqa: F401
+from tests.integration.fleet_fixtures import fleet  # noqa: F401
 
 
 @pytest.fixture
