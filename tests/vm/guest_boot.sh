@@ -26,7 +26,8 @@ mkdir -p /dev/pts /dev/shm
 mount -t devpts -o gid=5,mode=620,ptmxmode=666 devpts /dev/pts
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm
 mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
-mount -t tmpfs -o mode=1777 tmpfs /tmp
+# No tmpfs over /tmp: the repository (keys, lab, collection) may live under the host's /tmp, and
+# the overlay's tmpfs upper layer already keeps the guest's writes off the host.
 mkdir -p /run/cfvm /run/sshd /run/cfvm-lab/build
 
 uptime_s() { cut -d' ' -f1 /proc/uptime; }
