@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.ansible_helpers import wait_for  # noqa: F401  (re-exported for the fleet tests)
 from tests.integration.lab_fixtures import lab_unavailable
 
 REPO = Path(__file__).resolve().parents[2]
@@ -259,13 +260,3 @@ def fast_experiment(fleet_pod="hello", **overrides):
     }
     values.update(overrides)
     return values
-
-
-def wait_for(predicate, timeout, interval=0.2):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    return predicate()
