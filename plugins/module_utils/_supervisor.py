@@ -91,6 +91,7 @@ class Supervisor(object):
         self.memory_added_steps = 0
         self.topups = 0
         self.launched_bytes, self.ws_at_launch = 0, 0
+        self.planned_increase = 0
         self.cpu_window = None
         self.cpu_corrections = 0
         self.cpu_load = None
@@ -157,6 +158,7 @@ class Supervisor(object):
     def launch_memory(self, nbytes, workers, sample):
         # Remembered so settling waits for this instance to fault its pages in.
         self.launched_bytes, self.ws_at_launch = nbytes, sample["working_set_bytes"] or 0
+        self.planned_increase += nbytes + instance_overhead(workers)
         memory = self.plan["memory"]
         argv = memory_argv(self.spec["stress_ng"], workers, nbytes, memory["method"], self.remaining(),
                            self.plan["on_oom"] == "stop")
@@ -194,7 +196,8 @@ class Supervisor(object):
             return
         want = memory["bytes"] * (self.memory_added_steps + 1) // memory["steps"]
         self.memory_added_steps += 1
-        add = want - self.increase(sample) - instance_overhead(memory["workers"])
+        # A slow or throttled container faults pages in late: never count less than was launched.
+        add = want - max(self.increase(sample), self.planned_increase) - instance_overhead(memory["workers"])
         if memory["over_limit"]:
             add = memory["bytes"] // memory["steps"]
         if add >= MIB:
