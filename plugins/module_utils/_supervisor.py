@@ -210,8 +210,9 @@ class Supervisor(object):
             self.phase = "holding"
             return
         short = memory["bytes"] - self.increase(sample)
-        # A top-up covers what the overhead estimate missed, never a stress-ng that is still allocating.
-        short = min(short, memory["bytes"] // 10)
+        # A top-up covers what the overhead estimate missed (it differs between kernels and cgroup
+        # versions); settled() has already waited for the last instance to fault its pages in.
+        short = min(short, memory["bytes"] // 2)
         if short > max(2 * MIB, memory["bytes"] // 100) + instance_overhead(1):
             self.topups += 1
             self.launch_memory(short - instance_overhead(1), 1, sample)

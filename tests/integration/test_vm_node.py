@@ -356,6 +356,45 @@ def test_oom_group_kill_takes_app_with_stressor_and_is_counted(vm_node, inventor
     assert new["id"] != app["id"] and new["oom_group"] is True
 
 
+def test_dead_man_ends_the_stress_on_v2(vm_node, inventory):
+    app = vm_lab_container(vm_node, "payments")
+    name = "cfvm-deadman-" + vm_node["name"][5:]
+    started = stressor(inventory, name=name, container_id=app["id"], memory={"size": "20Mi"},
+                       heartbeat_timeout="5s", duration="5m")
+    assert started["status"] == "running", started
+    # No heartbeat: the node itself must end it; each ansible run on the emulated VM takes seconds.
+    time.sleep(12)
+    ended = stressor(inventory, name=name, state="absent")
+    assert (ended["status"], ended["reason"]) == ("aborted", "heartbeat"), ended
+    assert ended["changed"] is False
+    assert ended["outcome"]["ended_at"] - ended["started_at"] <= 5 + 3
+    assert stress_processes(cgroup_info(inventory, container_id=app["id"])["cgroups"][0]) == []
+
+
+def test_group_kill_is_visible_in_the_report(vm_node, inventory, tmp_path):
+    """Read back the group-kill experiment from the node and render its report on the controller."""
+    name = "cfvm-oom-" + vm_node["name"][5:]
+    rc, hosts, raw = run_ansible_module(inventory, HOST, "chaosfleet.stress.cgroup_sample",
+                                        {"experiment": name, "host_label": HOST})
+    assert rc == 0, raw
+    record = hosts[HOST]["experiment_result"]
+    assert record["target"]["oom_group"] is True and record["target"]["cgroup_version"] == 2
+    assert any(k["victim"] == "app" and k["group_kill"] for k in record["oom_kills"]), record["oom_kills"]
+    local = write_inventory(tmp_path / "local.json", {"localhost": {"ansible_connection": "local",
+                                                                    "ansible_python_interpreter": sys.executable}})
+    (tmp_path / "result.json").write_text(json.dumps(record))
+    rc, hosts, raw = run_ansible_tasks(local, [{
+        "chaosfleet.stress.stress_report": {
+            "results": {HOST: "{{ lookup('ansible.builtin.file', '%s') | from_json }}" % (tmp_path / "result.json")},
+            "dest": str(tmp_path / "report"), "basename": "group-kill"},
+        "register": "report"}], pattern="localhost")
+    assert rc == 0, raw
+    html = (tmp_path / "report" / "group-kill.html").read_text()
+    assert "group kill" in html.lower()
+    markdown = (tmp_path / "report" / "group-kill.md").read_text()
+    assert "httpd" in markdown
+
+
 # ------------------------------------------------------------------ vm.py without booting
 
 
