@@ -445,6 +445,10 @@ class Supervisor(object):
                 return self.end("deadline")
             if self.heartbeat_lost():
                 return self.end("heartbeat")
+            if self.phase == "ramping" and self.step_due():
+                # Ramp steps run on the control tick, not the sample tick, so they land on time.
+                self.grow_memory(read_sample(self.target, self.reader))
+                self.settle_since, self.settle_ws = time.time(), None
             if now >= next_sample:
                 next_sample += interval
                 if not os.path.isdir(self.primary_dir):

@@ -371,6 +371,22 @@ def test_dead_man_ends_the_stress_on_v2(vm_node, inventory):
     assert stress_processes(cgroup_info(inventory, container_id=app["id"])["cgroups"][0]) == []
 
 
+def test_cpu_load_is_a_share_of_the_v2_quota(vm_node, inventory):
+    app = vm_lab_container(vm_node, "hello")  # cpu.max 50000 100000: half a core
+    name = "cfvm-cpu-" + vm_node["name"][5:]
+    started = stressor(inventory, name=name, container_id=app["id"], cpu={"load": 50}, duration="5m")
+    try:
+        assert started["requested"]["cpu_cores"] == pytest.approx(0.25)
+        time.sleep(10)  # past the supervisor's first correction window
+        rc, hosts, raw = run_ansible_module(inventory, HOST, "chaosfleet.stress.cgroup_sample",
+                                            {"container_id": app["id"], "duration": "8s", "interval": "1s"})
+        assert rc == 0, raw
+        load = hosts[HOST]["results"][0]["summary"]["cpu_cores"] / 0.5 * 100
+        assert 40 <= load <= 60, "load %.1f%% of the quota for 50%% asked" % load
+    finally:
+        stressor(inventory, name=name, state="absent")
+
+
 def test_group_kill_is_visible_in_the_report(vm_node, inventory, tmp_path):
     """Read back the group-kill experiment from the node and render its report on the controller."""
     name = "cfvm-oom-" + vm_node["name"][5:]
