@@ -90,7 +90,7 @@ class Supervisor(object):
         self.respawns = 0
         self.memory_added_steps = 0
         self.topups = 0
-        self.launched_bytes, self.ws_at_launch = 0, 0
+        self.launched_payload = 0
         self.planned_increase = 0
         self.cpu_window = None
         self.cpu_corrections = 0
@@ -156,8 +156,8 @@ class Supervisor(object):
         return max(1.0, self.deadline - time.time())
 
     def launch_memory(self, nbytes, workers, sample):
-        # Remembered so settling waits for this instance to fault its pages in.
-        self.launched_bytes, self.ws_at_launch = nbytes, sample["working_set_bytes"] or 0
+        # Remembered so settling waits for the instances to fault their pages in.
+        self.launched_payload += nbytes
         self.planned_increase += nbytes + instance_overhead(workers)
         memory = self.plan["memory"]
         argv = memory_argv(self.spec["stress_ng"], workers, nbytes, memory["method"], self.remaining(),
@@ -221,10 +221,10 @@ class Supervisor(object):
         self.phase = "holding"
 
     def settled(self, sample):
-        """True once the last instance faulted most of its pages in and the working set stopped growing
+        """True once the instances faulted most of what they were given in and the working set stopped growing
         (within 1 MiB over two samples), or time ran out (a throttled container allocates slowly)."""
         ws = sample["working_set_bytes"] or 0
-        grown = ws - self.ws_at_launch >= 0.8 * self.launched_bytes
+        grown = self.increase(sample) >= 0.8 * self.launched_payload
         stable = grown and self.settle_ws is not None and abs(ws - self.settle_ws) <= MIB
         self.settle_ws = ws
         waited = time.time() - self.settle_since
