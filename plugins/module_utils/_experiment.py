@@ -83,8 +83,12 @@ class Experiment(object):
     def outcome(self):
         return state.read_json(self.path(state.OUTCOME))
 
+    def supervisor_record(self):
+        """The supervisor's PID record: its own status, or the one the starter wrote at spawn time."""
+        return self.status().get("supervisor") or state.read_json(self.path(state.SUPERVISOR))
+
     def supervisor_alive(self):
-        return state.is_alive(self.status().get("supervisor"))
+        return state.is_alive(self.supervisor_record())
 
     def running(self):
         """Running means the supervisor lives, or stress it started is still there without it."""
@@ -94,64 +98,115 @@ class Experiment(object):
             return True
         return any(state.is_alive(i) for i in self.status().get("instances", []))
 
+    def supervisor_lost(self):
+        """True when the experiment has no outcome yet and its supervisor is gone (killed, crashed)."""
+        return self.exists and self.outcome() is None and not self.supervisor_alive()
+
     def heartbeat(self):
         with open(self.path(state.HEARTBEAT), "a"):
             pass
         os.utime(self.path(state.HEARTBEAT), None)
 
     def start(self, spec, python=None):
-        """Write the spec, launch the supervisor detached, and wait until stress runs (or failed)."""
+        """Write the spec, launch the supervisor detached, and wait until stress runs (or failed).
+
+        The caller holds the name and target locks. The I/O directory is created here, exclusively, before
+        any state is written; a failure before the supervisor runs removes what this call created.
+        """
         state.ensure_root_dir(self.state_dir)
-        os.makedirs(os.path.join(self.state_dir, "experiments"), 0o700, exist_ok=True)
-        if os.path.exists(self.dir):
-            shutil.rmtree(self.dir)
-        os.makedirs(self.dir, 0o700)
-        state.write_json(self.path(state.SPEC), spec)
-        self.heartbeat()
-        libdir = install_supervisor(self.state_dir)
-        env = dict(os.environ, PYTHONPATH=libdir, PYTHONDONTWRITEBYTECODE="1")
-        with open(self.path(state.LOG), "ab") as log:
-            subprocess.Popen([python or sys.executable, "-m", "%s._supervisor" % PACKAGE, self.dir],
-                             start_new_session=True, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                             cwd=self.dir, env=env, close_fds=True)
+        state.ensure_root_dir(os.path.join(self.state_dir, "experiments"))
+        io = (spec.get("plan") or {}).get("io")
+        spec = dict(spec)
+        if io:
+            spec["io_dir_created"] = state.create_owned_dir(os.path.dirname(io["path"]), os.path.basename(io["path"]))
+        try:
+            if os.path.exists(self.dir):
+                shutil.rmtree(self.dir)  # an ended run of this name: ours, under the root-only state dir
+            os.mkdir(self.dir, 0o700)
+            state.write_json(self.path(state.SPEC), spec)
+            self.heartbeat()
+            libdir = install_supervisor(self.state_dir)
+            env = dict(os.environ, PYTHONPATH=libdir, PYTHONDONTWRITEBYTECODE="1")
+            with open(self.path(state.LOG), "ab") as log:
+                popen = subprocess.Popen([python or sys.executable, "-m", "%s._supervisor" % PACKAGE, self.dir],
+                                         start_new_session=True, stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT, cwd=self.dir, env=env, close_fds=True)
+        except BaseException:
+            state.remove_owned_dir(spec.get("io_dir_created"))
+            shutil.rmtree(self.dir, ignore_errors=True)
+            raise
+        state.write_json(self.path(state.SUPERVISOR), state.pid_record(popen.pid))
         deadline = time.time() + START_TIMEOUT
         while time.time() < deadline:
             status = self.status()
             if status.get("state") in ("running", "ended", "failed"):
                 return status
+            if popen.poll() is not None:
+                break  # the supervisor died before it reported: no point waiting
             time.sleep(0.1)
-        raise ExperimentError("the supervisor did not start within %ds; see %s" % (START_TIMEOUT, self.path(state.LOG)))
+        code = popen.poll()
+        why = ("the supervisor exited (code %s) before the stress started" % code if code is not None
+               else "the supervisor did not start within %ds" % START_TIMEOUT)
+        self.finish_without_supervisor("aborted", "start_failed", why, kill_supervisor=True)
+        popen.wait()
+        raise ExperimentError("%s; everything it started was stopped; see %s" % (why, self.path(state.LOG)))
 
-    def stop(self):
-        """Stop a running experiment from any process. Returns True if anything was stopped."""
-        if not self.running():
-            return False
-        with open(self.path(state.STOP), "w") as handle:
-            handle.write(str(time.time()))
+    def finish_without_supervisor(self, run_status, reason, detail, kill_supervisor=False):
+        """End an experiment from outside its supervisor: kill what it recorded, remove what it created,
+        and write the outcome. Returns the PIDs that survived."""
         status = self.status()
-        if state.signal_recorded(status.get("supervisor"), signal.SIGTERM):
-            deadline = time.time() + STOP_TIMEOUT
-            while time.time() < deadline and self.outcome() is None:
-                time.sleep(0.1)
-            if self.outcome() is not None:
-                return True
-        # No supervisor (killed, node rebooted the daemon away): end its groups ourselves.
+        if kill_supervisor:
+            # The supervisor leads its own session; its stress processes die with it (parent-death signal).
+            state.signal_recorded(self.supervisor_record(), signal.SIGKILL)
         left = []
         for instance in status.get("instances", []):
             left += state.kill_group_verified(instance)
-        outcome = {"status": "stopped", "reason": "stop", "detail": "stopped without its supervisor",
+        state.remove_owned_dir(self.spec().get("io_dir_created"))
+        outcome = {"status": run_status, "reason": reason, "detail": detail,
                    "started_at": status.get("started_at"), "ended_at": round(time.time(), 3),
                    "deadline": status.get("deadline"), "processes_left": left,
-                   "oom_kill_count": status.get("oom_kill_count", 0), "oom_kills": []}
+                   "oom_kill_count": status.get("oom_kill_count", 0), "oom_kills": [],
+                   "instances": status.get("instances", [])}
         state.write_json(self.path(state.OUTCOME), outcome)
-        status.update({"state": "ended", "phase": "ended", "status": "stopped", "reason": "stop"})
+        status.update({"state": "ended", "phase": "ended", "status": run_status, "reason": reason})
         state.write_json(self.path(state.STATUS), status)
+        return left
+
+    def abort_lost(self):
+        """A heartbeat found the supervisor gone: stop its stress and record why."""
+        record = self.supervisor_record() or {}
+        self.finish_without_supervisor(
+            "aborted", "supervisor_lost",
+            "the supervisor (PID %s) was lost (killed or crashed) before the experiment ended; a heartbeat "
+            "found it gone and stopped its stress" % record.get("pid"))
+
+    def stop(self):
+        """Stop the experiment from any process. Returns True if this changed anything on the node."""
+        if not self.exists or self.outcome() is not None:
+            return False
+        with open(self.path(state.STOP), "w") as handle:
+            handle.write(str(time.time()))
+        if state.signal_recorded(self.supervisor_record(), signal.SIGTERM):
+            deadline = time.time() + STOP_TIMEOUT
+            while time.time() < deadline and self.outcome() is None and self.supervisor_alive():
+                time.sleep(0.1)
+            if self.outcome() is not None:
+                return True
+            self.finish_without_supervisor("stopped", "stop", "stopped; the supervisor did not finish in time",
+                                           kill_supervisor=True)
+            return True
+        # No supervisor (killed, crashed, node rebooted it away): end its groups ourselves.
+        record = self.supervisor_record() or {}
+        self.finish_without_supervisor(
+            "aborted", "supervisor_lost",
+            "the supervisor (PID %s) was lost (killed or crashed) before the experiment ended; the stop "
+            "ended what it had started" % record.get("pid"))
         return True
 
     def report(self):
-        """What the module returns about this experiment."""
+        """What the module returns about this experiment. Cheap enough for every heartbeat: it reads the status
+        and only the tail of the samples."""
         spec, status, outcome = self.spec(), self.status(), self.outcome()
-        samples = state.read_jsonl(self.path(state.SAMPLES))
         if outcome:
             run_status, reason = outcome["status"], outcome["reason"]
         elif self.running():
@@ -169,8 +224,8 @@ class Experiment(object):
             "phase": status.get("phase"),
             "started_at": status.get("started_at"),
             "deadline": status.get("deadline"),
-            "pids": [i["pid"] for i in status.get("instances", [])],
-            "supervisor_pid": (status.get("supervisor") or {}).get("pid"),
-            "latest_sample": samples[-1] if samples else None,
+            "pids": [i["pid"] for i in status.get("instances", [])] if not outcome else [],
+            "supervisor_pid": (self.supervisor_record() or {}).get("pid"),
+            "latest_sample": state.read_last_jsonl(self.path(state.SAMPLES)),
             "outcome": outcome,
         }

@@ -130,6 +130,25 @@ def plan_io(spec, experiment_name, io_root):
     return {"workers": workers, "bytes": size, "path": os.path.join(io_root, experiment_name)}
 
 
+HEARTBEAT_OFF = ("off", "false")  # YAML reads an unquoted off as false, which reaches the module as "False"
+HEARTBEAT_DEFAULT_MIN = 60.0
+HEARTBEAT_DEFAULT_MAX = 300.0
+
+
+def default_heartbeat_timeout(duration):
+    """The dead-man every experiment gets unless turned off: a quarter of the duration, 1 to 5 minutes."""
+    return min(HEARTBEAT_DEFAULT_MAX, max(HEARTBEAT_DEFAULT_MIN, duration / 4.0))
+
+
+def heartbeat_timeout_seconds(value, duration):
+    """Seconds without a heartbeat after which the node ends the stress; None only when explicitly off."""
+    if value is None or str(value).strip() == "":
+        return default_heartbeat_timeout(duration)
+    if str(value).strip().lower() in HEARTBEAT_OFF:
+        return None
+    return parse_duration(value, "heartbeat_timeout")
+
+
 def make_plan(params, usage, io_root):
     """Validate everything and return the plan, or raise PlanError. Starts nothing."""
     memory, cpu, io = params.get("memory"), params.get("cpu"), params.get("io")
@@ -137,7 +156,7 @@ def make_plan(params, usage, io_root):
         raise PlanError("nothing to do: give at least one of memory, cpu or io")
     try:
         duration = parse_duration(params["duration"], "duration")
-        heartbeat = parse_duration(params["heartbeat_timeout"], "heartbeat_timeout") if params.get("heartbeat_timeout") else None
+        heartbeat = heartbeat_timeout_seconds(params.get("heartbeat_timeout"), duration)
         interval = parse_duration(params.get("sample_interval") or "1s", "sample_interval", maximum=3600, minimum=0.1)
     except UnitError as exc:
         raise PlanError(str(exc))

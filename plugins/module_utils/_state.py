@@ -12,10 +12,16 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import binascii
+import errno
+import fcntl
+import hashlib
 import json
 import os
 import re
+import shutil
 import signal
+import stat
 import time
 
 DEFAULT_STATE_DIR = "/run/chaosfleet"
@@ -29,6 +35,12 @@ EVENTS = "events.jsonl"
 HEARTBEAT = "heartbeat"
 STOP = "stop"
 LOG = "supervisor.log"
+# Written by the starting module right after it spawned the supervisor, before the supervisor's own
+# first status: a stop that comes in between still finds the supervisor.
+SUPERVISOR = "supervisor.json"
+# samples.jsonl lives in tmpfs (/run): past this size every other sample is dropped and the rate halves.
+SAMPLES_MAX_BYTES = 4 * 1024 * 1024
+TAIL_BYTES = 64 * 1024
 
 
 class StateError(Exception):
@@ -42,14 +54,186 @@ def validate_name(name):
     return name
 
 
+def _open_dir(name, parent_fd):
+    """Open one path component as a directory without following a symlink."""
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    return os.open(name, flags, dir_fd=parent_fd)
+
+
+def open_root_dir(path, create=True):
+    """Open ``path`` as a root-only directory (owner: this user, mode 0700) and return its fd.
+
+    Every component is opened with O_NOFOLLOW relative to its parent, so a symlink anywhere on the path is
+    refused, never followed. Each parent must belong to root (or this user) and must not be writable by
+    others unless it is sticky (like /tmp and /var/tmp, where only the owner may rename an entry). Missing
+    components are created with mode 0700. An existing final directory that others could read or write is
+    refused, not chmod-ed: it may be a directory the user pointed at by mistake (/var/lib).
+    """
+    if not path or not os.path.isabs(path):
+        raise StateError("%r is not an absolute path" % (path,))
+    parts = [p for p in path.split("/") if p]
+    if any(p in (".", "..") for p in parts):
+        raise StateError("%s must not contain '.' or '..'" % path)
+    uid = os.geteuid()
+    fd = os.open("/", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for index, part in enumerate(parts):
+            where = "/" + "/".join(parts[:index + 1])
+            try:
+                child = _open_dir(part, fd)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise StateError("%s is a symlink or not a directory; refusing to follow or use it" % where)
+                if exc.errno != errno.ENOENT or not create:
+                    raise StateError("cannot open %s: %s" % (where, exc.strerror))
+                try:
+                    os.mkdir(part, 0o700, dir_fd=fd)
+                except OSError as made:
+                    if made.errno != errno.EEXIST:
+                        raise StateError("cannot create %s: %s" % (where, made.strerror))
+                try:
+                    child = _open_dir(part, fd)
+                except OSError:
+                    raise StateError("%s changed while it was created; refusing to use it" % where)
+            os.close(fd)
+            fd = child
+            info = os.fstat(fd)
+            last = index == len(parts) - 1
+            if info.st_uid not in (0, uid):
+                raise StateError("%s belongs to uid %d, not root: refusing to use it" % (where, info.st_uid))
+            if last and (info.st_uid != uid or info.st_mode & 0o077):
+                raise StateError("%s must be a root-only directory (owner uid %d, mode 0700); it is mode %04o "
+                                 "owned by uid %d" % (where, uid, stat.S_IMODE(info.st_mode), info.st_uid))
+            if not last and info.st_mode & 0o022 and not info.st_mode & stat.S_ISVTX:
+                raise StateError("%s can be written by other users and is not sticky: refusing to use it" % where)
+        return fd
+    except BaseException:
+        os.close(fd)
+        raise
+
+
 def ensure_root_dir(path):
-    """Create ``path`` (mode 0700, root-only) and refuse one that others can write."""
-    if not os.path.isdir(path):
-        os.makedirs(path, 0o700)
-    info = os.stat(path)
-    if info.st_uid != os.geteuid() or info.st_mode & 0o022:
-        raise StateError("state directory %s must be owned by the running user and not group/world writable" % path)
+    """Create ``path`` (mode 0700, root-only) and refuse one that others can write or that is a symlink."""
+    os.close(open_root_dir(path))
     return path
+
+
+OWNER_MARK = ".chaosfleet-owner"
+
+
+def create_owned_dir(parent, name):
+    """Create ``parent/name`` exclusively under the root-only ``parent``; return the record removal needs.
+
+    A directory that is already there was not made by us: it is refused and left untouched. A random token
+    in a marker file inside tells our directory from a later one that got the same inode number.
+    """
+    fd = open_root_dir(parent)
+    token = binascii.hexlify(os.urandom(16)).decode()
+    try:
+        os.mkdir(name, 0o700, dir_fd=fd)
+        child = _open_dir(name, fd)
+        try:
+            info = os.fstat(child)
+            mark = os.open(OWNER_MARK, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=child)
+            os.write(mark, token.encode())
+            os.close(mark)
+        finally:
+            os.close(child)
+    except OSError as exc:
+        if exc.errno == errno.EEXIST:
+            raise StateError("%s already exists and this experiment did not create it, so it is left untouched: "
+                             "use another name, or remove it yourself" % os.path.join(parent, name))
+        raise StateError("cannot create %s: %s" % (os.path.join(parent, name), exc.strerror))
+    finally:
+        os.close(fd)
+    return {"parent": parent, "name": name, "dev": info.st_dev, "ino": info.st_ino, "token": token}
+
+
+def _owned_by(record, parent_fd):
+    """True if ``record["name"]`` under ``parent_fd`` is still the directory create_owned_dir made."""
+    try:
+        child = _open_dir(record["name"], parent_fd)
+    except OSError:
+        return False  # gone, a symlink or not a directory
+    try:
+        info = os.fstat(child)
+        if (info.st_dev, info.st_ino) != (record["dev"], record["ino"]):
+            return False
+        mark = os.open(OWNER_MARK, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=child)
+        try:
+            return os.read(mark, 64).decode("ascii", "replace") == record["token"]
+        finally:
+            os.close(mark)
+    except OSError:
+        return False
+    finally:
+        os.close(child)
+
+
+def remove_owned_dir(record):
+    """Remove a directory made by create_owned_dir, only while it is still that very directory (same inode and
+    token, not a symlink) under the same root-only parent. Returns True if removed."""
+    if not record:
+        return False
+    try:
+        fd = open_root_dir(record["parent"], create=False)
+    except StateError:
+        return False
+    try:
+        if not _owned_by(record, fd):
+            return False
+    finally:
+        os.close(fd)
+    # rmtree walks by file descriptor on Linux and never follows a symlink inside the tree.
+    shutil.rmtree(os.path.join(record["parent"], record["name"]), ignore_errors=True)
+    return True
+
+
+class Lock(object):
+    """An exclusive flock on ``<state_dir>/locks/<key>.lock``, held across a check and the act it guards.
+
+    Lock files stay (removing one would let two runs lock different files of the same name).
+    """
+
+    def __init__(self, state_dir, key, busy_message, wait=0.0):
+        self.path = os.path.join(state_dir, "locks", key + ".lock")
+        self.busy_message = busy_message
+        self.wait = wait
+        self.fd = None
+
+    def __enter__(self):
+        ensure_root_dir(os.path.dirname(self.path))
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600)
+        deadline = time.time() + self.wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as exc:
+                if exc.errno not in (errno.EAGAIN, errno.EACCES) or time.time() >= deadline:
+                    os.close(fd)
+                    raise StateError(self.busy_message)
+                time.sleep(0.05)
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.fd)  # closing drops the lock
+        self.fd = None
+        return False
+
+
+def name_lock(state_dir, name, wait=0.0):
+    return Lock(state_dir, "name-" + validate_name(name),
+                "experiment %s is being started or stopped by another run on this node right now; "
+                "try again when that run is done" % name, wait)
+
+
+def target_lock(state_dir, cgroup_path, wait=0.0):
+    key = hashlib.sha256(cgroup_path.encode("utf-8", "surrogateescape")).hexdigest()[:24]
+    return Lock(state_dir, "target-" + key,
+                "another experiment is being started on %s by another run right now; one experiment per target"
+                % cgroup_path, wait)
 
 
 def experiment_dir(state_dir, name):
@@ -90,6 +274,68 @@ def read_jsonl(path, since=None):
     except (IOError, OSError):
         pass
     return out
+
+
+def read_last_jsonl(path, limit=TAIL_BYTES):
+    """The last complete record of a JSON-lines file, reading only its tail."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - limit))
+            lines = handle.read().splitlines()
+    except (IOError, OSError):
+        return None
+    for line in reversed(lines):
+        try:
+            return json.loads(line.decode("utf-8"))
+        except ValueError:
+            continue  # a line cut by a crash mid-write, or the first, partial line of the tail
+    return None
+
+
+class SampleLog(object):
+    """samples.jsonl with a fixed cap: when the next line would pass ``max_bytes``, every other recorded sample
+    is dropped and from then on only every other sample is written. The file keeps covering the whole run,
+    at a coarser rate, and never grows past the cap (tmpfs is memory)."""
+
+    def __init__(self, path, max_bytes=SAMPLES_MAX_BYTES):
+        self.path = path
+        self.max_bytes = max_bytes
+        self.stride = 1
+        self.count = 0
+        try:
+            self.size = os.path.getsize(path)
+        except OSError:
+            self.size = 0
+
+    def append(self, record):
+        """Record one sample; returns True if it was written (False: skipped by the current rate)."""
+        self.count += 1
+        if (self.count - 1) % self.stride:
+            return False
+        line = json.dumps(record, sort_keys=True) + "\n"
+        while self.size and self.size + len(line) > self.max_bytes:
+            self.thin()
+            if (self.count - 1) % self.stride:
+                return False
+        with open(self.path, "a") as handle:
+            handle.write(line)
+        self.size += len(line)
+        return True
+
+    def thin(self):
+        try:
+            with open(self.path) as handle:
+                kept = handle.readlines()[::2]
+        except (IOError, OSError):
+            kept = []
+        tmp = "%s.tmp.%d" % (self.path, os.getpid())
+        with open(tmp, "w") as handle:
+            handle.writelines(kept)
+        os.rename(tmp, self.path)
+        self.size = sum(len(line) for line in kept)
+        self.stride *= 2
 
 
 def list_experiments(state_dir):
@@ -156,15 +402,43 @@ def is_alive(record, proc_root="/proc"):
     return start is not None and start == record.get("start_time") and proc_state(record["pid"], proc_root) != "Z"
 
 
+def send_signal(pid, start_time, sig, proc_root="/proc"):
+    """Signal ``pid`` only if it still has ``start_time``. Returns True if sent.
+
+    Where Python has pidfds (3.9+), the check and the signal go through one pidfd, so the PID cannot be
+    reused between them.
+    """
+    if start_time is None:
+        return False
+    opener, sender = getattr(os, "pidfd_open", None), getattr(signal, "pidfd_send_signal", None)
+    if opener and sender and proc_root == "/proc":
+        try:
+            fd = opener(pid)
+        except OSError:
+            return False
+        try:
+            if proc_start_time(pid, proc_root) != start_time:
+                return False
+            sender(fd, sig)
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+    if proc_start_time(pid, proc_root) != start_time:
+        return False
+    try:
+        os.kill(pid, sig)
+        return True
+    except OSError:
+        return False
+
+
 def signal_recorded(record, sig, proc_root="/proc"):
     """Signal a recorded process only if it is still the one recorded. Returns True if sent."""
     if not is_alive(record, proc_root):
         return False
-    try:
-        os.kill(record["pid"], sig)
-        return True
-    except OSError:
-        return False
+    return send_signal(record["pid"], record.get("start_time"), sig, proc_root)
 
 
 def group_members(pgid, since_ticks, candidates, proc_root="/proc"):
@@ -185,29 +459,61 @@ def all_pids(proc_root="/proc"):
         return []
 
 
-def kill_group_verified(record, proc_root="/proc", grace=2.0):
-    """End a process group we started: TERM, then KILL; only members started after the leader.
+def leader_holds_group(record, proc_root="/proc"):
+    """True while the recorded group leader (PID and start time match, running or a zombie not yet reaped)
+    still holds its PID. The kernel then keeps the number from being reused as a PID or a group ID, and only
+    processes of the leader's own session (our descendants: the leader started a new session) can be in the
+    group: every member is ours."""
+    return bool(record) and record.get("start_time") is not None and \
+        proc_start_time(record["pid"], proc_root) == record["start_time"]
 
-    Returns the PIDs still alive afterwards (empty on success).
+
+def verified_members(record, known, proc_root="/proc", pids=None):
+    """(pid, start_time) of the processes of the recorded group that are provably ours.
+
+    While the leader holds the group (leader_holds_group), that is every process whose pgid is the leader's
+    PID. Once the leader is gone its number may be reused, and a foreign process may then lead a new group
+    with the same ID: from then on only processes in ``known`` (seen as members earlier, with the same PID
+    and start time) and still in the group count. Reads /proc twice around the scan, so a leader that died
+    during it does not vouch for what was found.
     """
-    leader_start = record.get("start_time")
-    pgid = record.get("pid")
-    if leader_start is None or pgid is None:
+    pgid = record["pid"]
+    holds = leader_holds_group(record, proc_root)
+    found = []
+    for pid in all_pids(proc_root) if pids is None else pids:
+        if proc_pgid(pid, proc_root) != pgid:
+            continue
+        start = proc_start_time(pid, proc_root)
+        if start is None or start < record["start_time"]:
+            continue
+        found.append((pid, start))
+    if holds and leader_holds_group(record, proc_root):
+        return found
+    return [m for m in found if m in known]
+
+
+def kill_group_verified(record, proc_root="/proc", grace=2.0, send=send_signal):
+    """End a process group we started: TERM, then KILL, only to members verified_members() vouches for.
+
+    ``record`` is {"pid", "start_time"} of the group leader, optionally with "members": [[pid, start_time],
+    ...] seen earlier by the supervisor. Returns the PIDs of verified members still alive afterwards.
+    """
+    if not record or record.get("start_time") is None or not record.get("pid"):
         return []
+    known = set(tuple(m) for m in record.get("members") or [])
+    known.add((record["pid"], record["start_time"]))
     for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 3.0)):
-        members = group_members(pgid, leader_start, all_pids(proc_root), proc_root)
+        members = verified_members(record, known, proc_root)
+        known.update(members)
+        members = [m for m in members if proc_state(m[0], proc_root) != "Z"]
         if not members:
             return []
-        for pid in members:
-            try:
-                os.kill(pid, sig)
-            except OSError:
-                pass
+        for pid, start in members:
+            send(pid, start, sig, proc_root)
         deadline = time.time() + wait
         while time.time() < deadline:
-            alive = [p for p in members if proc_start_time(p, proc_root) is not None and proc_state(p, proc_root) != "Z"]
-            if not alive:
+            if not [p for p, s in members if proc_start_time(p, proc_root) == s and proc_state(p, proc_root) != "Z"]:
                 return []
             time.sleep(0.05)
-    return [p for p in group_members(pgid, leader_start, all_pids(proc_root), proc_root)
-            if proc_state(p, proc_root) != "Z"]
+    return sorted(pid for pid, _start in verified_members(record, known, proc_root)
+                  if proc_state(pid, proc_root) != "Z")

@@ -110,8 +110,15 @@ options:
     type: str
   heartbeat_timeout:
     description:
-      - The node ends the stress when no heartbeat came for this long. Calling the module again with the same
-        O(name) and O(state=present) is a heartbeat.
+      - The node ends the stress when no heartbeat came for this long (the dead-man). Calling the module again
+        with the same O(name) and O(state=present) is a heartbeat.
+      - Every experiment has one. The default is a quarter of O(duration), at least V(60s) and at most V(5m)
+        (so an experiment of up to one minute simply runs to its deadline).
+      - V(off) turns the dead-man off, explicitly; the stress then runs until its deadline or a stop even when
+        no controller is left. (An unquoted V(off) in YAML is read as false; both mean off.)
+      - A heartbeat that finds the node's supervisor gone (killed, crashed) stops the stress it had started and
+        reports RV(status=aborted) with RV(reason=supervisor_lost). The stress processes also die with the
+        supervisor by themselves (a parent-death signal).
     type: str
   oom_score_adj:
     description:
@@ -163,15 +170,23 @@ options:
     type: path
     default: /run/chaosfleet
   io_dir:
-    description: Where I/O stress writes; each experiment gets its own subdirectory, removed at the end.
+    description:
+      - Where I/O stress writes. It must be a root-only directory (owned by root, mode 0700) and it is created
+        so when missing; no component of the path may be a symlink, and every parent must belong to root and be
+        writable only by root (or be sticky, like C(/var/tmp)). Anything else is refused.
+      - Each experiment creates its own subdirectory O(name) there and removes only that one at the end. A
+        subdirectory that already exists is refused and left untouched.
     type: path
-    default: /var/tmp/chaosfleet
+    default: /var/lib/chaosfleet/io
   stress_ng_path:
     description: Path of stress-ng. Default is the one on C(PATH).
     type: path
 notes:
   - An experiment that ended is not restarted by calling V(present) again with the same parameters; the module
     reports how it ended. Use a new O(name) for a new run.
+  - Starting, stopping and heartbeating hold a lock per experiment name, and starting also holds one per target
+    cgroup (under O(state_dir)/locks), across the check and the act. Of two runs that start the same name, or
+    two experiments on the same target, at the same moment exactly one starts; the other fails saying so.
 seealso:
   - module: chaosfleet.stress.cgroup_info
   - module: chaosfleet.stress.cgroup_sample
@@ -237,7 +252,9 @@ status:
 reason:
   description:
     - Why it ended. C(deadline), C(stop), C(heartbeat), C(target_gone), C(guard:max_working_set),
-      C(guard:app_oom_kill), C(oom), C(signal), C(attach_failed) or C(supervisor_error). Null while running.
+      C(guard:app_oom_kill), C(oom), C(signal), C(attach_failed), C(supervisor_error), C(supervisor_lost) (the
+      supervisor was killed or crashed; a heartbeat or stop ended its stress) or C(start_failed). Null while
+      running.
   returned: always
   type: str
 phase:
@@ -302,11 +319,15 @@ from ansible_collections.chaosfleet.stress.plugins.module_utils._common import (
     node_resolver,
     target_params,
 )
-from ansible_collections.chaosfleet.stress.plugins.module_utils._experiment import Experiment, ExperimentError, fingerprint
+from ansible_collections.chaosfleet.stress.plugins.module_utils._experiment import (
+    START_TIMEOUT, STOP_TIMEOUT, Experiment, ExperimentError, fingerprint,
+)
 from ansible_collections.chaosfleet.stress.plugins.module_utils._mounts import CgroupError
 from ansible_collections.chaosfleet.stress.plugins.module_utils._plan import PlanError, make_plan, planned_argvs
 from ansible_collections.chaosfleet.stress.plugins.module_utils._resolve import SELECTORS
-from ansible_collections.chaosfleet.stress.plugins.module_utils._state import StateError, list_experiments
+from ansible_collections.chaosfleet.stress.plugins.module_utils._state import (
+    StateError, list_experiments, name_lock, target_lock,
+)
 from ansible_collections.chaosfleet.stress.plugins.module_utils._usage import read_usage
 
 # Parameters that define an experiment; a running one with other values is refused.
@@ -347,7 +368,7 @@ def argument_spec():
         sample_interval=dict(type="str", default="1s"),
         allow_oom=dict(type="bool", default=False),
         state_dir=dict(type="path", default="/run/chaosfleet"),
-        io_dir=dict(type="path", default="/var/tmp/chaosfleet"),
+        io_dir=dict(type="path", default="/var/lib/chaosfleet/io"),
         stress_ng_path=dict(type="path"),
     )
     return spec
@@ -380,6 +401,11 @@ def busy_with_target(state_dir, name, target_path):
     return out
 
 
+def busy_message(others, target):
+    return "experiment %s already runs on %s; one experiment per target (stop it first)" % (
+        ", ".join(others), target["path"])
+
+
 def pick_namespace_pid(usage):
     """The container's oldest process: its init, whose PID namespace the stress joins."""
     processes = [p["pid"] for p in usage["processes"]]
@@ -397,10 +423,6 @@ def start(module, experiment, defining):
     if target["kind"] == "sandbox":
         module.fail_json(msg="%s is a sandbox (pause) container; target an application container" % target["path"])
     usage = read_usage(target, resolver.mounts.proc_root)
-    others = busy_with_target(params["state_dir"], experiment.name, target["path"])
-    if others:
-        module.fail_json(msg="experiment %s already runs on %s; one experiment per target (stop it first)"
-                         % (", ".join(others), target["path"]))
     plan = make_plan(params, usage, params["io_dir"])
     stress_ng = params["stress_ng_path"] or module.get_bin_path("stress-ng")
     if not stress_ng or not os.access(stress_ng, os.X_OK):
@@ -421,6 +443,9 @@ def start(module, experiment, defining):
     result = dict(name=experiment.name, target=target, plan=plan, argv=argv, requested=requested(plan),
                   status="running", reason=None, pids=[], state_dir=experiment.dir)
     if module.check_mode:
+        others = busy_with_target(params["state_dir"], experiment.name, target["path"])
+        if others:
+            module.fail_json(msg=busy_message(others, target))
         result.update(changed=True, status="would_start")
         module.exit_json(**result)
     spec = dict(name=experiment.name, fingerprint=fingerprint(defining), target=target, plan=plan, argv=argv,
@@ -428,7 +453,12 @@ def start(module, experiment, defining):
                 requested=requested(plan),
                 limits=dict(memory_limit_bytes=usage["memory"]["limit_bytes"], oom_group=usage["memory"]["oom_group"],
                             cpu_quota_cores=usage["cpu"]["quota_cores"]))
-    experiment.start(spec)
+    # Check and act under the target's lock: of two starts on one target, exactly one gets here first.
+    with target_lock(params["state_dir"], target["path"]):
+        others = busy_with_target(params["state_dir"], experiment.name, target["path"])
+        if others:
+            module.fail_json(msg=busy_message(others, target))
+        experiment.start(spec)
     report = experiment.report()
     if report["status"] != "running" and report["reason"] in ("attach_failed", "supervisor_error"):
         module.fail_json(msg="stress did not start: %s" % (report["outcome"] or {}).get("detail"), **report)
@@ -448,26 +478,50 @@ def main():
     try:
         experiment = Experiment(params["state_dir"], params["name"])
         if params["state"] == "absent":
-            running = experiment.running()
-            changed = running if module.check_mode else (experiment.stop() if experiment.exists else False)
-            report = experiment.report() if experiment.exists else dict(name=experiment.name, status="absent",
-                                                                        reason=None, pids=[], state_dir=experiment.dir)
-            module.exit_json(changed=changed, **report)
-        defining = dict((key, params.get(key)) for key in DEFINING)
-        if experiment.exists:
-            known = experiment.spec().get("fingerprint")
-            if experiment.running():
-                if known != fingerprint(defining):
-                    module.fail_json(msg="experiment %s is running with different parameters; stop it first "
-                                         "(state=absent) or use another name" % experiment.name)
-                if not module.check_mode:
-                    experiment.heartbeat()
-                module.exit_json(changed=False, requested=experiment.spec().get("requested"), **experiment.report())
-            if known == fingerprint(defining) and experiment.outcome() is not None:
-                module.exit_json(changed=False, requested=experiment.spec().get("requested"), **experiment.report())
-        start(module, experiment, defining)
+            if module.check_mode:
+                absent(module, experiment, experiment.running())
+            # A stop waits for a start or stop of the same name that is under way, then acts.
+            with name_lock(params["state_dir"], experiment.name, wait=START_TIMEOUT + STOP_TIMEOUT + 5):
+                absent(module, experiment, experiment.stop())
+        if module.check_mode:
+            present(module, experiment)
+        # A start or heartbeat never waits: a concurrent run of the same name gets a clear error instead.
+        with name_lock(params["state_dir"], experiment.name):
+            present(module, experiment)
     except (CgroupError, PlanError, StateError, ExperimentError) as exc:
         module.fail_json(msg=str(exc))
+
+
+def absent(module, experiment, changed):
+    report = experiment.report() if experiment.exists else dict(name=experiment.name, status="absent",
+                                                                reason=None, pids=[], state_dir=experiment.dir)
+    module.exit_json(changed=changed, **report)
+
+
+def present(module, experiment):
+    params = module.params
+    defining = dict((key, params.get(key)) for key in DEFINING)
+    if experiment.exists:
+        same = experiment.spec().get("fingerprint") == fingerprint(defining)
+        if experiment.supervisor_lost():
+            # Killed or crashed: nothing enforces the deadline, the dead-man or the guards any more. Stop what
+            # it started, remove what it made and record why, before anything else.
+            was_running = experiment.running()
+            if not module.check_mode:
+                experiment.abort_lost()
+            if was_running or same:
+                module.exit_json(changed=not module.check_mode, requested=experiment.spec().get("requested"),
+                                 **experiment.report())
+        elif experiment.running():
+            if not same:
+                module.fail_json(msg="experiment %s is running with different parameters; stop it first "
+                                     "(state=absent) or use another name" % experiment.name)
+            if not module.check_mode:
+                experiment.heartbeat()
+            module.exit_json(changed=False, requested=experiment.spec().get("requested"), **experiment.report())
+        elif same and experiment.outcome() is not None:
+            module.exit_json(changed=False, requested=experiment.spec().get("requested"), **experiment.report())
+    start(module, experiment, defining)
 
 
 if __name__ == "__main__":
