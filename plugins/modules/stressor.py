@@ -177,7 +177,7 @@ options:
       - Each experiment creates its own subdirectory O(name) there and removes only that one at the end. A
         subdirectory that already exists is refused and left untouched.
     type: path
-    default: /var/lib/chaosfleet/io
+    default: /var/tmp/chaosfleet
   stress_ng_path:
     description: Path of stress-ng. Default is the one on C(PATH).
     type: path
@@ -310,6 +310,7 @@ state_dir:
 '''
 
 import os
+import sys
 
 from ansible.module_utils.basic import AnsibleModule
 
@@ -368,7 +369,7 @@ def argument_spec():
         sample_interval=dict(type="str", default="1s"),
         allow_oom=dict(type="bool", default=False),
         state_dir=dict(type="path", default="/run/chaosfleet"),
-        io_dir=dict(type="path", default="/var/lib/chaosfleet/io"),
+        io_dir=dict(type="path", default="/var/tmp/chaosfleet"),
         stress_ng_path=dict(type="path"),
     )
     return spec
@@ -404,6 +405,21 @@ def busy_with_target(state_dir, name, target_path):
 def busy_message(others, target):
     return "experiment %s already runs on %s; one experiment per target (stop it first)" % (
         ", ".join(others), target["path"])
+
+
+# Sets the parent-death signal, then becomes the command: for nodes whose setpriv has no --pdeathsig.
+PDEATHSIG_PY = "import ctypes, os, sys; ctypes.CDLL(None).prctl(1, 9, 0, 0, 0); os.execvp(sys.argv[1], sys.argv[1:])"
+
+
+def pdeathsig_exec(module):
+    """The prefix that makes stress-ng, forked by nsenter into the target's PID namespace, die with nsenter
+    (which itself dies with the supervisor): setpriv (util-linux 2.33+), else a Python one-liner."""
+    setpriv = module.get_bin_path("setpriv")
+    if setpriv:
+        rc, out, _err = module.run_command([setpriv, "--help"])
+        if rc == 0 and "--pdeathsig" in out:
+            return [setpriv, "--pdeathsig", "KILL", "--"]
+    return [sys.executable, "-c", PDEATHSIG_PY]
 
 
 def pick_namespace_pid(usage):
@@ -450,6 +466,7 @@ def start(module, experiment, defining):
         module.exit_json(**result)
     spec = dict(name=experiment.name, fingerprint=fingerprint(defining), target=target, plan=plan, argv=argv,
                 stress_ng=stress_ng, nsenter=nsenter, ns_pid=ns_pid, proc_root=resolver.mounts.proc_root,
+                pdeathsig_exec=pdeathsig_exec(module) if ns_pid else None,
                 requested=requested(plan),
                 limits=dict(memory_limit_bytes=usage["memory"]["limit_bytes"], oom_group=usage["memory"]["oom_group"],
                             cpu_quota_cores=usage["cpu"]["quota_cores"]))
