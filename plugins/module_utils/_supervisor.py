@@ -18,8 +18,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import ctypes
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -36,6 +36,7 @@ CONTROL_TICK = 0.25
 # Hierarchies a stress process must not join: device rules and systemd bookkeeping are not resources.
 ATTACH_SKIP = ("devices", "name=systemd")
 OOM_RECORD_LIMIT = 500
+PR_SET_PDEATHSIG = 1
 
 
 def attach_dirs(target):
@@ -61,10 +62,12 @@ class Instance(object):
         self.nbytes = nbytes
         self.record = state.pid_record(popen.pid)
         self.started = started
+        self.members = []  # [pid, start time] of its process group, as last seen: what a later kill may signal
 
     def as_dict(self):
         return {"kind": self.kind, "argv": self.argv, "pid": self.record["pid"],
-                "start_time": self.record["start_time"], "bytes": self.nbytes, "started_at": round(self.started, 3)}
+                "start_time": self.record["start_time"], "bytes": self.nbytes, "started_at": round(self.started, 3),
+                "members": self.members}
 
 
 class Supervisor(object):
@@ -86,6 +89,10 @@ class Supervisor(object):
         self.control = None
         self.seen = {}
         self.log = KernelLog()
+        self.pid = os.getpid()
+        self.libc = ctypes.CDLL(None, use_errno=True)  # loaded here, not in the forked child
+        self.samples = state.SampleLog(self.path(state.SAMPLES))
+        self.peak_ws = 0
 
     # -- paths and records -------------------------------------------------
     def path(self, name):
@@ -117,8 +124,14 @@ class Supervisor(object):
 
     # -- launching ---------------------------------------------------------
     def _attach_in_child(self):
-        """Runs in the forked child before exec: join the target cgroup or die trying."""
+        """Runs in the forked child before exec: die with the supervisor, join the target cgroup or die trying."""
         try:
+            # However the supervisor ends (even SIGKILL), the kernel then kills this child; checked against a
+            # supervisor that died before the call.
+            if self.libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+                raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+            if os.getppid() != self.pid:
+                os._exit(112)
             for directory in attach_dirs(self.target):
                 with open(os.path.join(directory, "cgroup.procs"), "w") as handle:
                     handle.write("0")
@@ -135,7 +148,9 @@ class Supervisor(object):
     def launch(self, kind, argv, nbytes=None):
         command = list(argv)
         if self.spec.get("ns_pid"):
-            command = [self.spec["nsenter"], "-t", str(self.spec["ns_pid"]), "-p", "--"] + command
+            # nsenter forks stress-ng into the target's PID namespace; the prefix makes it die with nsenter.
+            command = [self.spec["nsenter"], "-t", str(self.spec["ns_pid"]), "-p", "--"] + \
+                list(self.spec.get("pdeathsig_exec") or []) + command
         with open(self.path("stress.log"), "ab") as log:
             popen = subprocess.Popen(command, preexec_fn=self._attach_in_child, start_new_session=True,
                                      stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -143,6 +158,7 @@ class Supervisor(object):
         instance = Instance(kind, argv, popen, nbytes, self.clock())
         self.instances.append(instance)
         self.event("launch", kind=kind, argv=argv, pid=popen.pid, bytes=nbytes)
+        self.write_status()  # at once: a stop or a heartbeat must know every instance
         return instance
 
     def argv_for(self, action, remaining):
@@ -159,8 +175,6 @@ class Supervisor(object):
         for action in actions:
             remaining = self.control.remaining(self.clock())
             if action["do"] == "launch":
-                if action["kind"] == "io":
-                    os.makedirs(self.plan["io"]["path"], 0o700)
                 self.launch(action["kind"], self.argv_for(action, remaining), action.get("bytes"))
             elif action["do"] == "relaunch_cpu":
                 for instance in [i for i in self.instances if i.kind == "cpu"]:
@@ -271,16 +285,14 @@ class Supervisor(object):
                 if released or self.clock() > deadline or not os.path.isdir(self.primary_dir):
                     break
                 self.sleep(0.2)
-        if self.plan.get("io"):
-            shutil.rmtree(self.plan["io"]["path"], ignore_errors=True)
+        # Only the directory the start created (same inode and marker), never one that was there before.
+        state.remove_owned_dir(self.spec.get("io_dir_created"))
         if self.oom is not None:
             if os.path.isdir(self.primary_dir):
                 self.check_oom(read_sample(self.target, self.reader), set())
             for kill in self.oom.flush():
                 self.oom_kills.append(kill)
                 state.append_jsonl(self.path(state.EVENTS), dict(kill, event="oom_kill"))
-        samples = state.read_jsonl(self.path(state.SAMPLES))
-        peak = max([s["working_set_bytes"] or 0 for s in samples] or [0])
         status = {"deadline": "finished", "stop": "stopped"}.get(reason, "aborted")
         outcome = {
             "status": status,
@@ -289,7 +301,7 @@ class Supervisor(object):
             "started_at": self.control.started_at,
             "ended_at": round(ended_at, 3),
             "deadline": self.control.deadline,
-            "peak_working_set_bytes": peak,
+            "peak_working_set_bytes": self.peak_ws,
             "baseline_working_set_bytes": self.control.baseline_ws,
             "achieved_increase_bytes": self.control.achieved,
             "oom_kill_count": self.oom.total if self.oom else 0,
@@ -355,8 +367,13 @@ class Supervisor(object):
             if pid not in self.seen:
                 self.seen[pid] = process_comm(self.proc_root, pid)
         stressors = self.stressor_pids(members)
+        for instance in self.instances:
+            instance.members = [[pid, state.proc_start_time(pid, self.proc_root)] for pid in state.group_members(
+                instance.record["pid"], instance.record["start_time"] or 0, members, self.proc_root)]
         sample = read_sample(self.target, self.reader, stress_bytes=self.control.aim(now))
-        state.append_jsonl(self.path(state.SAMPLES), sample)
+        # The peak is kept here: the capped sample file may have thinned it out.
+        self.peak_ws = max(self.peak_ws, sample["working_set_bytes"] or 0)
+        self.samples.append(sample)
         found = self.check_oom(sample, stressors)
         exited = self.reap()
         actions = self.control.on_sample(
