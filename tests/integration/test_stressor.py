@@ -163,12 +163,13 @@ def test_heartbeat_keeps_it_alive_and_present_twice_is_one_experiment(lab, state
 def test_absent_from_a_fresh_process_stops_everything_even_without_the_supervisor(lab, state_dir):
     container = lab_container(lab, "checkout")
     started = start(state_dir, "orphaned", container, memory={"size": "30Mi"}, cpu={"load": 20})
-    os.kill(started["supervisor_pid"], signal.SIGKILL)  # a PID this test started, through the module
-    time.sleep(0.5)
     assert stress_pids(container["cgroup_path"])
+    os.kill(started["supervisor_pid"], signal.SIGKILL)  # a PID this test started, through the module
+    # The stress dies with its supervisor (parent-death signal); the stop records why and cleans up.
+    assert wait_for(lambda: not stress_pids(container["cgroup_path"]), 2, interval=0.05)
     stopped = ok("stressor", {"name": "orphaned", "state": "absent", "state_dir": state_dir})
-    assert stopped["changed"] is True
-    assert wait_for(lambda: not stress_pids(container["cgroup_path"]), 5)
+    assert (stopped["changed"], stopped["status"], stopped["reason"]) == (True, "aborted", "supervisor_lost")
+    assert not stress_pids(container["cgroup_path"])
     again = ok("stressor", {"name": "orphaned", "state": "absent", "state_dir": state_dir})
     assert again["changed"] is False
 
