@@ -215,13 +215,22 @@ EXAMPLES = r'''
       max_working_set: 95%
       stop_on_app_oom_kill: true
 
-- name: Burn half of the container's CPU quota
+- name: Burn half of the container's CPU quota for 2 minutes (the default dead-man is 60s without heartbeats)
   chaosfleet.stress.stressor:
     name: checkout-cpu
     container_id: "{{ target_container_id }}"
     cpu:
       load: 50
     duration: 2m
+
+- name: Soak for an hour with nobody heartbeating; only the deadline or a stop ends it
+  chaosfleet.stress.stressor:
+    name: checkout-soak
+    container_id: "{{ target_container_id }}"
+    memory:
+      size: 100Mi
+    duration: 1h
+    heartbeat_timeout: "off"
 
 - name: Heartbeat (same name and parameters, state present)
   chaosfleet.stress.stressor:
