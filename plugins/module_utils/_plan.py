@@ -27,6 +27,8 @@ INSTANCE_OVERHEAD = 4 * MIB
 WORKER_OVERHEAD = 640 * 1024
 MAX_RAMP_STEPS = 20
 MIN_STEP_SECONDS = 1.0
+# A heartbeat is a whole Ansible task (connect, start Python, run): below this a dead-man fires on a healthy run.
+MIN_HEARTBEAT_SECONDS = 3
 WORKER_LIMITS = {"memory": 64, "cpu": 256, "io": 16}
 VM_METHODS = (
     "all", "cache-lines", "checkerboard", "flip", "fwdrev", "gray", "galpat-0", "galpat-1", "incdec", "inc-nybble",
@@ -137,7 +139,8 @@ def make_plan(params, usage, io_root):
         raise PlanError("nothing to do: give at least one of memory, cpu or io")
     try:
         duration = parse_duration(params["duration"], "duration")
-        heartbeat = parse_duration(params["heartbeat_timeout"], "heartbeat_timeout") if params.get("heartbeat_timeout") else None
+        heartbeat = parse_duration(params["heartbeat_timeout"], "heartbeat_timeout",
+                                   minimum=MIN_HEARTBEAT_SECONDS) if params.get("heartbeat_timeout") else None
         interval = parse_duration(params.get("sample_interval") or "1s", "sample_interval", maximum=3600, minimum=0.1)
     except UnitError as exc:
         raise PlanError(str(exc))
