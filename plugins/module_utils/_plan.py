@@ -132,6 +132,57 @@ def plan_io(spec, experiment_name, io_root):
     return {"workers": workers, "bytes": size, "path": os.path.join(io_root, experiment_name)}
 
 
+def mem_available(proc_root="/proc"):
+    """The node's MemAvailable in bytes, or None when /proc/meminfo cannot tell."""
+    try:
+        with open(os.path.join(proc_root, "meminfo")) as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (IOError, OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def free_disk_bytes(path):
+    """Bytes an unprivileged writer may still use on the filesystem that holds ``path`` (or its nearest parent)."""
+    while path and path != "/" and not os.path.exists(path):
+        path = os.path.dirname(path)
+    try:
+        info = os.statvfs(path or "/")
+    except OSError:
+        return None
+    return info.f_bavail * info.f_frsize
+
+
+# I/O stress may fill at most this share of the free space: a full disk hurts every workload on the node.
+IO_FREE_SHARE = 0.9
+
+
+def check_node_capacity(plan, usage, allow_oom, proc_root, io_root):
+    """Sizes the node itself must absorb: memory on an unlimited target, and I/O on io_dir's disk."""
+    memory = plan.get("memory")
+    if memory and usage["memory"]["limit_bytes"] is None and not allow_oom:
+        available = mem_available(proc_root)
+        if available is None:
+            raise PlanError("the target has no memory limit and MemAvailable cannot be read from %s/meminfo; "
+                            "set allow_oom=true to stress it anyway" % proc_root)
+        if memory["bytes"] > available:
+            raise PlanError("memory %s is more than the node has available (MemAvailable %s) and the target has "
+                            "no memory limit, so the node's OOM killer would choose victims anywhere; ask for less "
+                            "or set allow_oom=true" % (format_bytes(memory["bytes"]), format_bytes(available)))
+    io = plan.get("io")
+    if io:
+        total = io["workers"] * io["bytes"]
+        free = free_disk_bytes(io_root)
+        if free is None:
+            raise PlanError("cannot read the free space of io_dir %s" % io_root)
+        if total > free * IO_FREE_SHARE:
+            raise PlanError("io needs %d x %s = %s, more than %d%% of the %s free on io_dir %s's filesystem"
+                            % (io["workers"], format_bytes(io["bytes"]), format_bytes(total), IO_FREE_SHARE * 100,
+                               format_bytes(free), io_root))
+
+
 def make_plan(params, usage, io_root):
     """Validate everything and return the plan, or raise PlanError. Starts nothing."""
     memory, cpu, io = params.get("memory"), params.get("cpu"), params.get("io")
@@ -169,6 +220,7 @@ def make_plan(params, usage, io_root):
         "cpu": plan_cpu(cpu, usage) if cpu else None,
         "io": plan_io(io, params["name"], io_root) if io else None,
     }
+    check_node_capacity(plan, usage, params.get("allow_oom"), params.get("proc_root") or "/proc", io_root)
     return plan
 
 
