@@ -139,23 +139,18 @@ def kubeconfig_secrets(kubeconfig):
 
 def param_secrets(params):
     """Credentials among the auth options that Ansible's no_log does not cover on its own."""
-    found = kubeconfig_secrets(params.get("kubeconfig")) + [url_password(params.get("proxy")),
-                                                           params.get("api_key"), params.get("password")]
+    found = kubeconfig_secrets(params.get("kubeconfig"))
+    found += [url_password(params.get("proxy")), params.get("api_key"), params.get("password")]
     return [v for v in found if isinstance(v, str) and len(v) >= 4]
 
 
 def leaf_values(node):
     """Every scalar in a dict/list, as Ansible's no_log collects it."""
     if isinstance(node, dict):
-        for value in node.values():
-            for leaf in leaf_values(value):
-                yield leaf
-    elif isinstance(node, (list, tuple)):
-        for value in node:
-            for leaf in leaf_values(value):
-                yield leaf
-    elif node not in (None, ""):
-        yield str(node)
+        node = list(node.values())
+    if isinstance(node, (list, tuple)):
+        return [leaf for value in node for leaf in leaf_values(value)]
+    return [] if node in (None, "") else [str(node)]
 
 
 def hide_kubeconfig(module):

@@ -218,7 +218,7 @@ class OomTracker(object):
                   "victim": "unknown", "group_kill": self.oom_group, "source": "counter"}
         if self.kmsg_error:
             record.update(kmsg_unavailable=True, detail="the kernel log cannot be read (%s)" % self.kmsg_error)
-        return [dict(record) for _ in range(missing)]
+        return [dict(record) for _count in range(missing)]
 
     @property
     def total(self):

@@ -10,6 +10,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import math
 import re
 from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 
@@ -68,7 +69,7 @@ def parse_quantity(value, what="quantity"):
     if isinstance(value, int):
         return Decimal(value)
     if isinstance(value, float):
-        if value != value or value in (float("inf"), float("-inf")):
+        if math.isnan(value) or math.isinf(value):
             raise UnitError("%s %r is not a finite number" % (what, value))
         return Decimal(repr(value))
     if isinstance(value, Decimal):
@@ -143,7 +144,7 @@ def parse_duration(value, what="duration", maximum=MAX_DURATION_SECONDS, minimum
     if isinstance(value, (int, float)):
         seconds = float(value)
         text = str(value)
-        if seconds != seconds:
+        if math.isnan(seconds):
             raise UnitError("%s %r is not a duration" % (what, value))
     else:
         text = _text_of(value, what)
