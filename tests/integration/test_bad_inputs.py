@@ -210,6 +210,13 @@ def bad_runs(lab, tmp_path_factory):
         play = module if module != "stressor" else "stressor-%d" % (index % 3)
         plays.setdefault(play, []).append({"name": row_id, "chaosfleet.stress." + module: args,
                                              "ignore_errors": True})
+    # Controls: the same targets are fine where they should be (read-only, or opted in; check mode starts nothing).
+    plays["cgroup_info"].append({"name": "control: cgroup_info reports the root", "ignore_errors": True,
+                                 "chaosfleet.stress.cgroup_info": {"cgroup_path": "/"}})
+    plays["stressor-0"].append({"name": "control: allow_node_wide opts in", "ignore_errors": True, "check_mode": True,
+                                "chaosfleet.stress.stressor": fill(dict(stressor(container_id=None, cgroup_path="/"),
+                                                                        name="cflab-opt-in", state_dir=state_dir,
+                                                                        allow_node_wide=True), lab)})
     env = {"ANSIBLE_PIPELINING": "True"}
     try:
         with ThreadPoolExecutor(max_workers=len(plays)) as pool:
@@ -244,6 +251,16 @@ def test_bad_input_fails_on_one_clear_line(bad_runs, row_id, module, args, messa
     assert not result.get("changed")
     if module == "stressor":
         assert not os.path.exists(os.path.join(state_dir, "experiments", result.get("name") or "-")), row_id
+
+
+def test_the_node_wide_check_refuses_only_what_it_should(bad_runs):
+    results, _left, _state_dir = bad_runs
+    info = results["control: cgroup_info reports the root"]
+    assert not info.get("failed"), info.get("msg")
+    assert [(c["path"], c["node_wide"]) for c in info["cgroups"]] == [("/", True)]
+    opted = results["control: allow_node_wide opts in"]
+    assert not opted.get("failed") and opted["status"] == "would_start", opted.get("msg")
+    assert opted["target"]["path"] == "/" and opted["target"]["node_wide"] is True
 
 
 def test_nothing_was_started_and_no_state_is_left(bad_runs):
