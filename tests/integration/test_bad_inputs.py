@@ -142,6 +142,8 @@ ROWS = [
     ("k8s fixed without value", "k8s_targets", {"mode": "fixed"}, "missing: value"),
     ("k8s unknown mode", "k8s_targets", {"mode": "most"}, "value of mode must be one of"),
     ("k8s fixed-percent abc", "k8s_targets", {"mode": "fixed-percent", "value": "abc"}, "is not a whole number"),
+    ("k8s value with an arabic-indic digit", "k8s_targets", {"mode": "fixed", "value": "\u0663"},
+     "is not a whole number"),
     ("k8s fixed 0", "k8s_targets", {"mode": "fixed", "value": "0"}, "must be at least 1"),
     ("k8s bad label key", "k8s_targets", {"label_selectors": {"bad key": "x"}}, "is not a valid label key"),
     ("k8s unknown phase", "k8s_targets", {"pod_phase_selectors": ["Dead"]}, "value of pod_phase_selectors must be"),
