@@ -31,4 +31,4 @@ def node_resolver(params):
 
 
 def target_params(params):
-    return dict((name, params.get(name)) for name in SELECTORS + ("include_sandbox", "allow_node_wide"))
+    return dict((name, params.get(name)) for name in SELECTORS + ("include_sandbox",))

@@ -405,7 +405,8 @@ def pick_namespace_pid(usage):
 def start(module, experiment, defining):
     params = module.params
     resolver = node_resolver(params)
-    targets = resolver.resolve(target_params(params), refuse_node_wide=True)
+    targets = resolver.resolve(dict(target_params(params), allow_node_wide=params["allow_node_wide"]),
+                               refuse_node_wide=True)
     if len(targets) != 1:
         module.fail_json(msg="the target resolves to %d containers; pick one with container_id: %s"
                          % (len(targets), ", ".join(t["container_id"] or t["path"] for t in targets)))
