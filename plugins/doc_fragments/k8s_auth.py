@@ -89,4 +89,9 @@ notes:
     C(group/chaosfleet.stress.k8s) action group.
   - The O(api_key) and O(password) values are never logged or shown in errors; neither is a
     token read from the kubeconfig.
+  - A O(kubeconfig) given as a dict is never written to syslog or journald and never returned in the
+    module's C(invocation) (it shows as a placeholder). Its credentials - C(token), C(password),
+    C(client-key-data), OIDC C(id-token), C(refresh-token) and C(client-secret), secret-looking C(exec)
+    environment values, and a password inside a C(proxy-url) - are masked in all output, as is a password
+    inside O(proxy).
 """

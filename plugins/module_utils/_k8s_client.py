@@ -20,6 +20,7 @@ __metaclass__ = type
 import json
 import os
 import traceback
+from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import env_fallback
 
@@ -46,7 +47,9 @@ def _env(*names):
 
 
 AUTH_ARG_SPEC = dict(
-    kubeconfig=dict(type="raw", fallback=_env("K8S_AUTH_KUBECONFIG")),
+    # no_log: Ansible logs a module's parameters to syslog/journald before the module runs. A dict
+    # kubeconfig holds tokens; the module unmasks its plain values again (see kubeconfig_secrets).
+    kubeconfig=dict(type="raw", no_log=True, fallback=_env("K8S_AUTH_KUBECONFIG")),
     context=dict(type="str", fallback=_env("K8S_AUTH_CONTEXT")),
     host=dict(type="str", fallback=_env("K8S_AUTH_HOST")),
     api_key=dict(type="str", no_log=True, fallback=_env("K8S_AUTH_API_KEY")),
@@ -90,16 +93,80 @@ def _secret_values(params, configuration):
     return [v for v in values if v and len(v) >= 4]
 
 
+# kubeconfig keys whose values are credentials, wherever they sit under a user (auth-provider
+# config for OIDC, exec plugins) or a cluster (a proxy URL with a password).
+SECRET_KEYS = frozenset(("token", "password", "client-key-data", "id-token", "refresh-token", "client-secret",
+                         "access-token", "secret"))
+_SECRET_ENV_WORDS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL")
+KUBECONFIG_SHOWN_AS = "(kubeconfig given as a dict: not shown)"
+
+
+def url_password(url):
+    """The password inside a URL such as http://user:secret@proxy:3128, or None."""
+    try:
+        return urlsplit(url).password if isinstance(url, str) else None
+    except ValueError:
+        return None
+
+
+def _walk_secrets(node, found):
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in SECRET_KEYS and isinstance(value, str):
+                found.append(value)
+            elif key == "proxy-url":
+                found.append(url_password(value))
+            elif key == "env" and isinstance(value, list):  # exec plugin: [{name, value}]
+                for entry in value:
+                    if isinstance(entry, dict) and any(w in str(entry.get("name", "")).upper()
+                                                       for w in _SECRET_ENV_WORDS):
+                        found.append(entry.get("value"))
+            else:
+                _walk_secrets(value, found)
+    elif isinstance(node, list):
+        for value in node:
+            _walk_secrets(value, found)
+
+
 def kubeconfig_secrets(kubeconfig):
-    """Tokens, passwords and key data in a kubeconfig given as a dict, to hide from output."""
+    """Tokens, passwords, key data and OIDC tokens in a kubeconfig given as a dict, to hide from output."""
     found = []
     if isinstance(kubeconfig, dict):
-        for entry in kubeconfig.get("users") or []:
-            user = (entry or {}).get("user") or {}
-            for key in ("token", "password", "client-key-data"):
-                if isinstance(user.get(key), str) and len(user[key]) >= 4:
-                    found.append(user[key])
-    return found
+        _walk_secrets(kubeconfig.get("users") or [], found)
+        _walk_secrets(kubeconfig.get("clusters") or [], found)
+    return [v for v in found if isinstance(v, str) and len(v) >= 4]
+
+
+def param_secrets(params):
+    """Credentials among the auth options that Ansible's no_log does not cover on its own."""
+    found = kubeconfig_secrets(params.get("kubeconfig"))
+    found += [url_password(params.get("proxy")), params.get("api_key"), params.get("password")]
+    return [v for v in found if isinstance(v, str) and len(v) >= 4]
+
+
+def leaf_values(node):
+    """Every scalar in a dict/list, as Ansible's no_log collects it."""
+    if isinstance(node, dict):
+        node = list(node.values())
+    if isinstance(node, (list, tuple)):
+        return [leaf for value in node for leaf in leaf_values(value)]
+    return [] if node in (None, "") else [str(node)]
+
+
+def hide_kubeconfig(module):
+    """Keep a dict kubeconfig out of every result, mask only its credentials, and return it.
+
+    ``no_log`` on the option made Ansible mask every plain value of the dict in all output ('v1',
+    'default', the server URL...); only the credentials need that. The dict itself is replaced in
+    module.params, so the ``invocation`` Ansible returns never echoes it.
+    """
+    kubeconfig = module.params.get("kubeconfig")
+    secrets = param_secrets(module.params)
+    module.no_log_values.difference_update(set(leaf_values(kubeconfig)) - set(secrets))
+    module.no_log_values.update(secrets)
+    if isinstance(kubeconfig, dict):
+        module.params["kubeconfig"] = KUBECONFIG_SHOWN_AS
+    return kubeconfig
 
 
 def scrub(text, secrets):

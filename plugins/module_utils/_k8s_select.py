@@ -185,6 +185,8 @@ def field_selector_string(spec):
 
 # ---------------------------------------------------------------- mode
 
+_WHOLE_RE = re.compile(r"-?[0-9]{1,9}", re.ASCII)
+
 def mode_value(mode, value):
     """Validate ``value`` for ``mode``; returns the integer (None for one/all)."""
     if mode not in MODES:
@@ -200,11 +202,11 @@ def mode_value(mode, value):
             mode, "a number of pods" if mode == "fixed" else "a percentage from 1 to 100"))
     text = str(value).strip()
     if mode != "fixed" and text.endswith("%"):
-        text = text[:-1].strip()
-    try:
-        number = int(text)
-    except ValueError:
+        text = text[:-1]
+    # ASCII digits only, as in _units: int() alone would take '٣', '1_000' or ' 5'.
+    if not _WHOLE_RE.fullmatch(text):
         raise SelectionError("value %r for mode %s is not a whole number" % (value, mode))
+    number = int(text)
     if mode == "fixed" and number <= 0:
         raise SelectionError("value for mode fixed must be at least 1, got %d" % number)
     if mode != "fixed" and not 0 < number <= 100:

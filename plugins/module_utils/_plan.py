@@ -27,6 +27,8 @@ INSTANCE_OVERHEAD = 4 * MIB
 WORKER_OVERHEAD = 640 * 1024
 MAX_RAMP_STEPS = 20
 MIN_STEP_SECONDS = 1.0
+# A heartbeat is a whole Ansible task (connect, start Python, run): below this a dead-man fires on a healthy run.
+MIN_HEARTBEAT_SECONDS = 3
 WORKER_LIMITS = {"memory": 64, "cpu": 256, "io": 16}
 VM_METHODS = (
     "all", "cache-lines", "checkerboard", "flip", "fwdrev", "gray", "galpat-0", "galpat-1", "incdec", "inc-nybble",
@@ -146,7 +148,58 @@ def heartbeat_timeout_seconds(value, duration):
         return default_heartbeat_timeout(duration)
     if str(value).strip().lower() in HEARTBEAT_OFF:
         return None
-    return parse_duration(value, "heartbeat_timeout")
+    return parse_duration(value, "heartbeat_timeout", minimum=MIN_HEARTBEAT_SECONDS)
+
+
+def mem_available(proc_root="/proc"):
+    """The node's MemAvailable in bytes, or None when /proc/meminfo cannot tell."""
+    try:
+        with open(os.path.join(proc_root, "meminfo")) as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (IOError, OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def free_disk_bytes(path):
+    """Bytes an unprivileged writer may still use on the filesystem that holds ``path`` (or its nearest parent)."""
+    while path and path != "/" and not os.path.exists(path):
+        path = os.path.dirname(path)
+    try:
+        info = os.statvfs(path or "/")
+    except OSError:
+        return None
+    return info.f_bavail * info.f_frsize
+
+
+# I/O stress may fill at most this share of the free space: a full disk hurts every workload on the node.
+IO_FREE_SHARE = 0.9
+
+
+def check_node_capacity(plan, usage, allow_oom, proc_root, io_root):
+    """Sizes the node itself must absorb: memory on an unlimited target, and I/O on io_dir's disk."""
+    memory = plan.get("memory")
+    if memory and usage["memory"]["limit_bytes"] is None and not allow_oom:
+        available = mem_available(proc_root)
+        if available is None:
+            raise PlanError("the target has no memory limit and MemAvailable cannot be read from %s/meminfo; "
+                            "set allow_oom=true to stress it anyway" % proc_root)
+        if memory["bytes"] > available:
+            raise PlanError("memory %s is more than the node has available (MemAvailable %s) and the target has "
+                            "no memory limit, so the node's OOM killer would choose victims anywhere; ask for less "
+                            "or set allow_oom=true" % (format_bytes(memory["bytes"]), format_bytes(available)))
+    io = plan.get("io")
+    if io:
+        total = io["workers"] * io["bytes"]
+        free = free_disk_bytes(io_root)
+        if free is None:
+            raise PlanError("cannot read the free space of io_dir %s" % io_root)
+        if total > free * IO_FREE_SHARE:
+            raise PlanError("io needs %d x %s = %s, more than %d%% of the %s free on io_dir %s's filesystem"
+                            % (io["workers"], format_bytes(io["bytes"]), format_bytes(total), IO_FREE_SHARE * 100,
+                               format_bytes(free), io_root))
 
 
 def make_plan(params, usage, io_root):
@@ -185,6 +238,7 @@ def make_plan(params, usage, io_root):
         "cpu": plan_cpu(cpu, usage) if cpu else None,
         "io": plan_io(io, params["name"], io_root) if io else None,
     }
+    check_node_capacity(plan, usage, params.get("allow_oom"), params.get("proc_root") or "/proc", io_root)
     return plan
 
 

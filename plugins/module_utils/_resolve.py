@@ -141,7 +141,12 @@ class Resolver(object):
         self.mounts = mounts
         self.index = CgroupIndex(mounts)
 
-    def resolve(self, params):
+    def resolve(self, params, refuse_node_wide=False):
+        """Targets for ``params``; each carries ``node_wide`` (see node_wide_reason).
+
+        With ``refuse_node_wide`` (modules that change something), a node-wide target is an error
+        unless ``params['allow_node_wide']`` is true.
+        """
         chosen = [name for name in SELECTORS if params.get(name) not in (None, "")]
         if len(chosen) != 1:
             raise CgroupError("give exactly one target selector of %s; got %s"
@@ -164,6 +169,12 @@ class Resolver(object):
             target["cgroup_version"] = self.mounts.version
             if target["kind"] == "container" and self.is_sandbox(target):
                 target["kind"] = "sandbox"
+            reason = node_wide_reason(target, value if name == "pid" else None)
+            target["node_wide"] = reason is not None
+            if reason and refuse_node_wide and not params.get("allow_node_wide"):
+                raise CgroupError("refusing a node-wide target: %s %s resolves to cgroup %s, %s; target one "
+                                  "container, or set allow_node_wide=true to stress it on purpose"
+                                  % (name, _one_line(value), target["path"], reason))
         return targets
 
     def by_container_id(self, value):
@@ -284,6 +295,39 @@ class Resolver(object):
         if not pids:
             return False
         return all(process_comm(self.mounts.proc_root, pid) in SANDBOX_COMMANDS for pid in pids)
+
+
+def _one_line(value):
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+def child_cgroups(dirs):
+    """Names of the child cgroups under any of ``dirs`` (one per hierarchy)."""
+    out = set()
+    for directory in dirs.values():
+        try:
+            out.update(e.name for e in os.scandir(directory) if e.is_dir(follow_symlinks=False))
+        except OSError:
+            continue
+    return sorted(out)
+
+
+def node_wide_reason(target, pid=None):
+    """Why stress in ``target`` would reach beyond one workload, or None for a leaf cgroup.
+
+    The root cgroup holds every process of the node; a cgroup with child cgroups (``/kubepods``, a
+    slice, a pod) shares its limit with all of them; PID 1 is the node's init whatever its cgroup.
+    """
+    if target["path"] == "/":
+        return "the root cgroup (every process on the node)"
+    if pid == 1:
+        return "the cgroup of PID 1, the node's init"
+    children = child_cgroups(target.get("dirs") or {})
+    if children:
+        shown = ", ".join(children[:3]) + (", ..." if len(children) > 3 else "")
+        return "which has %d child cgroup%s (%s) whose workloads it would hit too" % (
+            len(children), "" if len(children) == 1 else "s", shown)
+    return None
 
 
 def procs_file(dirs):

@@ -25,7 +25,7 @@ import stat
 import time
 
 DEFAULT_STATE_DIR = "/run/chaosfleet"
-_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", re.ASCII)
 
 SPEC = "spec.json"
 STATUS = "status.json"
@@ -48,7 +48,8 @@ class StateError(Exception):
 
 
 def validate_name(name):
-    if not name or "/" in name or ".." in name or not _NAME_RE.match(name):
+    # fullmatch: '$' would let a trailing newline through.
+    if not isinstance(name, str) or "/" in name or ".." in name or not _NAME_RE.fullmatch(name):
         raise StateError("experiment name %r is not allowed: use letters, digits, '.', '_' and '-' "
                          "(no '/' or '..', at most 100 characters)" % (name,))
     return name

@@ -10,8 +10,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import math
 import re
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 
 # Kubernetes binary and decimal suffixes, plus the IEC/SI spellings users type.
 _SUFFIX = {
@@ -30,32 +31,64 @@ _SUFFIX = {
     "P": 10 ** 15, "PB": 10 ** 15,
     "E": 10 ** 18, "EB": 10 ** 18,
 }
-_QUANTITY_RE = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*([A-Za-z]*)\s*$")
-_PERCENT_RE = re.compile(r"^\s*([+-]?(?:\d+\.?\d*|\.\d+))\s*%\s*$")
-_DURATION_PART_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+# ASCII digits only (re.ASCII: \d would take '١' or '１'), no space between number and unit, and the
+# exponent bounded so '1e999999' fails at once instead of building a million-digit integer.
+_NUMBER = r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)"
+_QUANTITY_RE = re.compile(r"(%s)(?:[eE]([+-]?[0-9]+))?([A-Za-z]*)" % _NUMBER, re.ASCII)
+MAX_EXPONENT = 30
+_PERCENT_RE = re.compile(r"(%s)%%" % _NUMBER, re.ASCII)
+# Each unit at most once, largest first: 1h30m, 2m30s, 1s500ms.
+_DURATION_RE = re.compile(r"(?:([0-9]+(?:\.[0-9]+)?)h)?(?:([0-9]+(?:\.[0-9]+)?)m(?!s))?"
+                          r"(?:([0-9]+(?:\.[0-9]+)?)s)?(?:([0-9]+(?:\.[0-9]+)?)ms)?", re.ASCII)
+_PLAIN_SECONDS_RE = re.compile(r"[0-9]+(?:\.[0-9]+)?", re.ASCII)
+_DURATION_SCALE = (3600, 60, 1, 0.001)
 
 MAX_DURATION_SECONDS = 24 * 3600
+# Longer text than this is not a quantity anyone means; refusing it early keeps parsing cheap.
+MAX_TEXT_LENGTH = 64
+# 8 EiB: anything larger cannot be a size on a real node (and overflows C longs downstream).
+MAX_BYTES = 2 ** 63 - 1
 
 
 class UnitError(ValueError):
     """A value that cannot be read as the unit asked for."""
 
 
+def _text_of(value, what):
+    """The stripped text of a string value, bounded in length. Inner whitespace is never allowed."""
+    text = str(value).strip()
+    if len(text) > MAX_TEXT_LENGTH:
+        raise UnitError("%s is %d characters long; at most %d are allowed" % (what, len(text), MAX_TEXT_LENGTH))
+    return text
+
+
 def parse_quantity(value, what="quantity"):
     """Read a Kubernetes-style quantity ('200Mi', '500M', '1e3', '250m') as a Decimal."""
     if isinstance(value, bool):
         raise UnitError("%s must be a number or a quantity string, got %r" % (what, value))
-    if isinstance(value, (int, float, Decimal)):
-        return Decimal(str(value))
-    text = str(value)
-    match = _QUANTITY_RE.match(text)
+    if isinstance(value, int):
+        return Decimal(value)
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            raise UnitError("%s %r is not a finite number" % (what, value))
+        return Decimal(repr(value))
+    if isinstance(value, Decimal):
+        return value
+    text = _text_of(value, what)
+    match = _QUANTITY_RE.fullmatch(text)
     if not match:
-        raise UnitError("%s %r is not a quantity (examples: 200Mi, 1Gi, 500M, 200MiB)" % (what, text))
-    number, suffix = match.groups()
+        raise UnitError("%s %r is not a quantity (examples: 200Mi, 1Gi, 500M, 200MiB; ASCII digits, "
+                        "no space before the unit)" % (what, text))
+    number, exponent, suffix = match.groups()
     try:
         amount = Decimal(number)
     except InvalidOperation:
         raise UnitError("%s %r is not a quantity" % (what, text))
+    if exponent:
+        if len(exponent.lstrip("+-")) > 3 or abs(int(exponent)) > MAX_EXPONENT:
+            raise UnitError("%s %r is out of range: the exponent must be from -%d to %d"
+                            % (what, text, MAX_EXPONENT, MAX_EXPONENT))
+        amount = amount.scaleb(int(exponent))
     if suffix == "m":
         return amount / 1000
     if suffix not in _SUFFIX:
@@ -64,50 +97,65 @@ def parse_quantity(value, what="quantity"):
 
 
 def parse_size(value, of_bytes=None, what="size"):
-    """Read a positive size in bytes.
+    """Read a positive size in whole bytes.
 
-    'N%' is a percentage of ``of_bytes`` (a cgroup's limit), never of host RAM;
-    it is an error when ``of_bytes`` is None (an unlimited cgroup).
+    'N%' is a percentage of ``of_bytes`` (a cgroup's limit), never of host RAM, rounded down to
+    whole bytes; it is an error when ``of_bytes`` is None (an unlimited cgroup). Any other size must
+    come to a whole number of bytes: '1.5Gi' is fine, '1.9' is an error, not 1 byte.
     """
-    text = str(value)
-    percent = _PERCENT_RE.match(text) if isinstance(value, str) else None
+    if isinstance(value, str):
+        text = _text_of(value, what)
+        percent = _PERCENT_RE.fullmatch(text)
+    else:
+        text, percent = str(value), None
     if percent:
         share = Decimal(percent.group(1))
         if share <= 0 or share > 100:
             raise UnitError("%s %r: a percentage must be above 0 and at most 100" % (what, text))
         if of_bytes is None:
             raise UnitError("%s %r is a percentage of the target's memory limit, but the target has no limit" % (what, text))
-        amount = Decimal(of_bytes) * share / 100
+        amount = (Decimal(of_bytes) * share / 100).to_integral_value(rounding=ROUND_FLOOR)
     else:
         amount = parse_quantity(value, what)
-    result = int(amount)
-    if result <= 0:
+    if amount > MAX_BYTES:
+        raise UnitError("%s %r is too large (at most 8Ei)" % (what, text))
+    if amount <= 0:
         raise UnitError("%s %r must be greater than zero" % (what, text))
-    return result
+    if amount != amount.to_integral_value():
+        raise UnitError("%s %r is not a whole number of bytes (%s)" % (what, text, amount.normalize()))
+    return int(amount)
 
 
 def parse_cpu(value, what="cpu"):
     """Read a CPU amount in cores ('500m', '2', 0.5)."""
-    return float(parse_quantity(value, what))
+    amount = parse_quantity(value, what)
+    if amount > 10 ** 6:
+        raise UnitError("%s %r is too large" % (what, value))
+    return float(amount)
 
 
 def parse_duration(value, what="duration", maximum=MAX_DURATION_SECONDS, minimum=None):
-    """Read a positive duration ('90s', '5m', '1h30m', '250ms', 30) in seconds."""
+    """Read a positive duration in seconds: '90s', '5m', '1h30m', '250ms', or a plain number of seconds.
+
+    Units come largest first and each at most once ('1h1h' is an error); ASCII digits only; no spaces.
+    """
     if isinstance(value, bool):
         raise UnitError("%s must be a duration like 90s, 5m or 1h30m, got %r" % (what, value))
     if isinstance(value, (int, float)):
         seconds = float(value)
         text = str(value)
+        if math.isnan(seconds):
+            raise UnitError("%s %r is not a duration" % (what, value))
     else:
-        text = str(value).strip()
-        if re.match(r"^\d+(?:\.\d+)?$", text):
+        text = _text_of(value, what)
+        if _PLAIN_SECONDS_RE.fullmatch(text):
             seconds = float(text)
         else:
-            parts = _DURATION_PART_RE.findall(text)
-            if not parts or "".join(n + u for n, u in parts) != text:
-                raise UnitError("%s %r is not a duration (examples: 90s, 5m, 1h30m, 500ms)" % (what, text))
-            scale = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
-            seconds = sum(float(n) * scale[u] for n, u in parts)
+            match = _DURATION_RE.fullmatch(text)
+            if not text or not match:
+                raise UnitError("%s %r is not a duration (examples: 90s, 5m, 1h30m, 500ms; each unit once, "
+                                "largest first, no spaces)" % (what, text))
+            seconds = sum(float(n) * scale for n, scale in zip(match.groups(), _DURATION_SCALE) if n)
     if seconds <= 0:
         raise UnitError("%s %r must be greater than zero" % (what, text))
     if minimum is not None and seconds < minimum:
@@ -135,8 +183,8 @@ def format_bytes(count):
     if count is None:
         return "unlimited"
     value = float(count)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"):
+        if abs(value) < 1024 or unit == "EiB":
             return ("%d %s" % (value, unit)) if unit == "B" else ("%.1f %s" % (value, unit))
         value /= 1024
     return "%d B" % count

@@ -90,6 +90,12 @@ cgroups:
       description: What the cgroup holds.
       type: str
       choices: [container, sandbox, pod, service, cgroup]
+    node_wide:
+      description:
+        - True when the cgroup is not one workload - the root cgroup, a cgroup with child cgroups (V(/kubepods), a pod,
+          a slice) or the cgroup of PID 1. M(chaosfleet.stress.stressor) refuses such targets unless
+          C(allow_node_wide=true).
+      type: bool
     runtime:
       description: The runtime that named the cgroup, when the name tells it.
       type: str

@@ -383,7 +383,7 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.chaosfleet.stress.plugins.module_utils._k8s_client import (
     AUTH_ARG_SPEC, AUTH_REQUIRED_TOGETHER, HAS_KUBERNETES, KUBERNETES_IMPORT_ERROR, AuthError, K8sReader,
-    build_configuration, kubeconfig_secrets, scrub)
+    build_configuration, hide_kubeconfig, scrub)
 from ansible_collections.chaosfleet.stress.plugins.module_utils._k8s_select import (
     DEFAULT_PROTECTED, MODES, PHASES, ApiError, SelectionError, funnel_text, parse_options, resolve)
 
@@ -416,9 +416,8 @@ def main():
                      ("mode", "random-max-percent", ["value"])],
         supports_check_mode=True,
     )
-    # A kubeconfig dict is not no_log as a whole (that would mask every plain value in it),
-    # so its credentials are masked one by one.
-    module.no_log_values.update(kubeconfig_secrets(module.params.get("kubeconfig")))
+    # Only the kubeconfig's credentials stay masked; the dict itself is never echoed back.
+    auth = dict(module.params, kubeconfig=hide_kubeconfig(module))
     if not HAS_KUBERNETES:
         module.fail_json(msg=missing_required_lib("kubernetes"), exception=KUBERNETES_IMPORT_ERROR)
 
@@ -429,8 +428,8 @@ def main():
 
     secrets = []
     try:
-        configuration = build_configuration(module.params)
-        reader = K8sReader(configuration, module.params, timeout=module.params["request_timeout"])
+        configuration = build_configuration(auth)
+        reader = K8sReader(configuration, auth, timeout=module.params["request_timeout"])
         secrets = reader.secrets
         module.no_log_values.update(secrets)  # a token read from a kubeconfig file, too
         result = resolve(criteria, reader)

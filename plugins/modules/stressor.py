@@ -92,7 +92,9 @@ options:
         description: stress-ng cpu workers. Default is the quota rounded up, or 1.
         type: int
   io:
-    description: I/O stress in a directory the experiment owns and removes (under O(io_dir)).
+    description:
+      - I/O stress in a directory the experiment owns and removes (under O(io_dir)).
+      - O(io.workers) times O(io.size) must fit in 90% of the free space of the filesystem that holds O(io_dir).
     type: dict
     suboptions:
       workers:
@@ -163,6 +165,15 @@ options:
   allow_oom:
     description:
       - Allow sizes above the limit minus current usage, to drive the container into OOM on purpose.
+      - On a target with no memory limit, sizes are otherwise capped by the node's C(MemAvailable).
+    type: bool
+    default: false
+  allow_node_wide:
+    description:
+      - Allow a target that is not one workload, which is refused by default. Node-wide means the root cgroup of a
+        hierarchy (for example O(cgroup_path=/) or V(/sys/fs/cgroup/memory)), a cgroup with child cgroups (V(/kubepods),
+        a slice, a pod), or O(pid=1).
+      - The error names the cgroup the target resolved to.
     type: bool
     default: false
   state_dir:
@@ -187,6 +198,10 @@ notes:
   - Starting, stopping and heartbeating hold a lock per experiment name, and starting also holds one per target
     cgroup (under O(state_dir)/locks), across the check and the act. Of two runs that start the same name, or
     two experiments on the same target, at the same moment exactly one starts; the other fails saying so.
+  - Sizes and durations take ASCII digits only, with no space between the number and its unit (V(10Mi), V(90s),
+    not V(10 Mi)). A size must come to whole bytes (V(1.5Gi) is fine, V(1.9) is an error); a percentage of the limit
+    is rounded down. A duration names each unit once, largest first (V(1h30m), not V(1h1h)).
+    O(heartbeat_timeout) is at least V(3s).
 seealso:
   - module: chaosfleet.stress.cgroup_info
   - module: chaosfleet.stress.cgroup_sample
@@ -377,6 +392,7 @@ def argument_spec():
         )),
         sample_interval=dict(type="str", default="1s"),
         allow_oom=dict(type="bool", default=False),
+        allow_node_wide=dict(type="bool", default=False),
         state_dir=dict(type="path", default="/run/chaosfleet"),
         io_dir=dict(type="path", default="/var/tmp/chaosfleet"),
         stress_ng_path=dict(type="path"),
@@ -440,7 +456,8 @@ def pick_namespace_pid(usage):
 def start(module, experiment, defining):
     params = module.params
     resolver = node_resolver(params)
-    targets = resolver.resolve(target_params(params))
+    targets = resolver.resolve(dict(target_params(params), allow_node_wide=params["allow_node_wide"]),
+                               refuse_node_wide=True)
     if len(targets) != 1:
         module.fail_json(msg="the target resolves to %d containers; pick one with container_id: %s"
                          % (len(targets), ", ".join(t["container_id"] or t["path"] for t in targets)))

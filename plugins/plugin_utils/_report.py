@@ -772,6 +772,28 @@ def json_document(model):
 # ---------------------------------------------------------------- render and write
 
 
+# Characters Markdown (CommonMark/GFM) acts on in the middle of a line or a table cell. Every value is
+# placed mid-line by the template, so line-start markers (#, -, +, 1.) need no escape; an underscore inside
+# a word (snake_case) emphasises nothing and is left as it is.
+_MD_SPECIAL = re.compile(r"([\\`*\[\]|~]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
+
+
+def md_escape(text):
+    """Text from results (titles, host names, process names, messages) as inert Markdown: raw HTML and
+    Markdown control characters are escaped, and it stays on one line (a table cell or list item)."""
+    text = " ".join(str(text).split())
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def md_code(text):
+    """A one-line code span that no backtick, pipe or newline in ``text`` can break out of."""
+    text = " ".join(str(text).split()).replace("|", "\\|")
+    fence = "`" * (max([len(run) for run in re.findall(r"`+", text)] or [0]) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return "%s%s%s%s%s" % (fence, pad, text, pad, fence)
+
+
 def render(model, formats):
     """{format: text}. Rendering is deterministic: same input, same bytes (so changed means changed)."""
     import jinja2  # controller only; imported here so the rest of this module loads without it
@@ -784,7 +806,8 @@ def render(model, formats):
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
-    env.filters["md"] = lambda text: str(text).replace("|", "\\|").replace("\n", " ")
+    env.filters["md"] = md_escape
+    env.filters["md_code"] = md_code
     out = {}
     for fmt in formats:
         if fmt == "json":

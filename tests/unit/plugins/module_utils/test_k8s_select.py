@@ -166,6 +166,12 @@ def test_mode_value(mode, value, expected):
     ("random-max-percent", None, "a percentage from 1 to 100"),
     ("fixed", True, "not a whole number"),
     ("fixed-percent", 12.5, "not a whole number"),
+    # ASCII digits only, no inner spaces (issue 11, point 9)
+    ("fixed", "\u0663", "not a whole number"),
+    ("fixed", "\uff15", "not a whole number"),
+    ("fixed", "1_000", "not a whole number"),
+    ("fixed-percent", "50 %", "not a whole number"),
+    ("fixed", "1" * 12, "not a whole number"),
 ])
 def test_mode_value_rejects(mode, value, message):
     with pytest.raises(SelectionError, match=message):
