@@ -32,7 +32,6 @@ from ansible_collections.chaosfleet.stress.plugins.module_utils._plan import cpu
 from ansible_collections.chaosfleet.stress.plugins.module_utils._resolve import process_comm, read_pids
 from ansible_collections.chaosfleet.stress.plugins.module_utils._usage import read_sample, reader_for
 
-CONTROL_TICK = 0.25
 # Hierarchies a stress process must not join: device rules and systemd bookkeeping are not resources.
 ATTACH_SKIP = ("devices", "name=systemd")
 OOM_RECORD_LIMIT = 500
@@ -164,8 +163,9 @@ class Supervisor(object):
     def argv_for(self, action, remaining):
         stress_ng = self.spec["stress_ng"]
         if action["kind"] == "memory":
-            return memory_argv(stress_ng, action["workers"], action["bytes"], self.plan["memory"]["method"],
-                               remaining, self.plan["on_oom"] == "stop")
+            memory = self.plan["memory"]
+            return memory_argv(stress_ng, action["workers"], action["bytes"], memory["method"], remaining,
+                               self.plan["on_oom"] == "stop", memory.get("churn"))
         if action["kind"] == "cpu":
             return cpu_argv(stress_ng, dict(self.plan["cpu"], per_worker_load=action["per_worker_load"]), remaining)
         return io_argv(stress_ng, self.plan["io"], remaining)
@@ -358,7 +358,7 @@ class Supervisor(object):
                 ended = self.on_sample(now)
                 if ended:
                     return self.end(ended["reason"], ended["detail"])
-            self.sleep(CONTROL_TICK)
+            self.sleep(self.control.tick())
 
     def on_sample(self, now):
         """Read the target, record the sample, and carry out what the core decides on it."""

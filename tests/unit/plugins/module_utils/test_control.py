@@ -9,6 +9,9 @@ from ansible_collections.chaosfleet.stress.plugins.module_utils._plan import ins
 MI = 1024 * 1024
 T0 = 1000.0
 BASE = 10 * MI  # the target's working set before the experiment
+O1 = instance_overhead(1)
+RESERVE = 2 * O1 + MI // 2  # left out of the last step so one top-up, sized with the overhead seen, closes it
+FIRST = 200 * MI - RESERVE - O1  # the payload of a single-step 200 MiB request with one worker
 
 
 def plan(memory=None, cpu=None, io=None, duration=60, heartbeat=None, on_oom="keep_pressure", **guard):
@@ -37,13 +40,13 @@ def started(p, now=T0):
 
 # -- start ------------------------------------------------------------------------------------------
 START = [
-    ("memory only: one step less the instance's own overhead", plan(memory={}), "ramping",
-     [control.launch_memory(200 * MI - instance_overhead(1), 1)]),
+    ("memory only: the size less the instance's overhead and the top-up reserve", plan(memory={}), "ramping",
+     [control.launch_memory(FIRST, 1)]),
     ("4 workers pay 4 workers' overhead", plan(memory={"workers": 4}), "ramping",
-     [control.launch_memory(200 * MI - instance_overhead(4), 4)]),
-    ("a ramp starts with the first of its steps", plan(memory={"ramp_seconds": 10, "steps": 10}), "ramping",
-     [control.launch_memory(20 * MI - instance_overhead(1), 1)]),
-    ("over the limit on purpose: no overhead taken off", plan(memory={"over_limit": True}), "ramping",
+     [control.launch_memory(200 * MI - RESERVE - instance_overhead(4), 4)]),
+    ("a ramp starts empty: its first step is due half a step in", plan(memory={"ramp_seconds": 10, "steps": 10}),
+     "ramping", []),
+    ("over the limit on purpose: no overhead or reserve taken off", plan(memory={"over_limit": True}), "ramping",
      [control.launch_memory(200 * MI, 1)]),
     ("cpu and io, no memory: holding at once", plan(cpu={}, io={"workers": 1}), "holding",
      [control.launch("io"), control.launch("cpu", per_worker_load=50)]),
@@ -106,30 +109,41 @@ def test_guards_stop_before_anything_else(case, guard, seen, reason):
 
 
 # -- ramp steps -----------------------------------------------------------------------------------------
-RAMP = dict(ramp_seconds=10, steps=10)  # 20 MiB every second, each step due half-way through its second
+RAMP = dict(ramp_seconds=10, steps=10)  # 20 MiB a second, each step due half-way through its second
 
 
-@pytest.mark.parametrize("case, now, due", [
-    ("first step out, second not yet due", T0 + 1.4, False),
-    ("second step due half-way through its second", T0 + 1.5, True),
+@pytest.mark.parametrize("case, steps_out, now, due", [
+    ("nothing out, first step not yet due", 0, T0 + 0.45, False),
+    ("first step due half-way through the first second", 0, T0 + 0.5, True),
+    ("first step out, second not yet due", 1, T0 + 1.4, False),
+    ("second step due half-way through its second", 1, T0 + 1.5, True),
+    ("all steps out: nothing due", 10, T0 + 30, False),
 ], ids=lambda v: v if isinstance(v, str) else "")
-def test_ramp_step_due(case, now, due):
+def test_ramp_step_due(case, steps_out, now, due):
     core, _first = started(plan(memory=RAMP))
+    core.steps = steps_out
     assert core.step_due(now) is due
 
 
+def test_ramp_ticks_faster_than_its_steps():
+    core, _first = started(plan(memory=RAMP))
+    assert core.tick() == pytest.approx(0.1)
+    core.phase = "holding"
+    assert core.tick() == control.CONTROL_TICK
+
+
 STEP = [
-    # (case, working set increase seen, launched before, expected launch bytes)
-    ("pages resident: the step tops the line up to 40 MiB", 20 * MI, None, 20 * MI - instance_overhead(1)),
-    ("pages not resident yet: counts what was launched, not what shows", 2 * MI, None,
-     40 * MI - (20 * MI) - instance_overhead(1)),
-    ("already above the line: nothing launched", 45 * MI, None, None),
+    # (case, working set increase seen at the second step, expected launch bytes)
+    ("pages resident: the step tops the line up to 40 MiB", 20 * MI, 20 * MI - O1),
+    ("pages not resident yet: counts what was launched, not what shows", 2 * MI, 40 * MI - 20 * MI - O1),
+    ("already above the line: nothing launched", 45 * MI, None),
 ]
 
 
-@pytest.mark.parametrize("case, increase, _unused, launched", STEP, ids=[r[0] for r in STEP])
-def test_ramp_step_size(case, increase, _unused, launched):
+@pytest.mark.parametrize("case, increase, launched", STEP, ids=[r[0] for r in STEP])
+def test_ramp_step_size(case, increase, launched):
     core, _first = started(plan(memory=RAMP))
+    assert core.ramp(T0 + 0.5, BASE) == [control.launch_memory(20 * MI - O1, 1), control.WRITE_STATUS]
     actions = core.ramp(T0 + 1.5, BASE + increase)
     launches = [a["bytes"] for a in actions if a["do"] == "launch"]
     assert launches == ([launched] if launched else [])
@@ -138,8 +152,16 @@ def test_ramp_step_size(case, increase, _unused, launched):
     assert core.steps == 2
 
 
+def test_the_last_ramp_step_leaves_the_top_up_reserve():
+    core, _first = started(plan(memory=dict(ramp_seconds=2, steps=2)))
+    core.ramp(T0 + 0.5, BASE)
+    # The first step shows the estimate right (scale 1): the reserve need only cover the top-up's own overhead.
+    assert core.ramp(T0 + 1.5, BASE + 100 * MI)[0]["bytes"] == 200 * MI - (O1 + MI // 2) - 100 * MI - O1
+
+
 def test_ramp_over_the_limit_adds_equal_shares():
     core, _first = started(plan(memory=dict(RAMP, over_limit=True)))
+    core.ramp(T0 + 0.5, BASE)
     assert core.ramp(T0 + 1.5, BASE + 500 * MI)[0]["bytes"] == 20 * MI
 
 
@@ -158,9 +180,10 @@ SETTLE = [
     ("stable but held too short", [(199, 0.3), (199, 0.6)], []),
     ("stable and resident: holding, nothing to top up", [(199, 1), (199.5, 2)],
      [{"do": "holding", "achieved_increase_bytes": int(199.5 * MI)}]),
-    ("stable below 80% of the payload: still faulting in", [(100, 1), (100, 2), (100, 3)], []),
+    ("stable with the payload not all in yet: still faulting in", [(187, 1), (187, 2), (187, 3)], []),
     ("never stable but out of time: settles anyway", [(100, 1), (150, 16)], ["topup"]),
-    ("stable 20 MiB short: one top-up of the shortfall", [(180, 2), (180, 3)], ["topup"]),
+    ("stable and resident with the estimated overhead: the top-up closes the reserve",
+     [((FIRST + O1) / MI, 2), ((FIRST + O1) / MI, 3)], ["topup"]),
 ]
 
 
@@ -176,7 +199,7 @@ def test_settling(case, seen, expected):
         actions = core.on_sample(T0 + t, _increase(mib))
     if expected == ["topup"]:
         short = 200 * MI - _increase(seen[-1][0]) + BASE
-        assert actions == [control.launch_memory(short - instance_overhead(1), 1)]
+        assert [a["do"] for a in actions] == ["launch"] and abs(actions[0]["bytes"] - (short - O1)) <= 1
         assert core.phase == "settling" and core.topups == 1
     else:
         assert actions == expected
@@ -184,26 +207,31 @@ def test_settling(case, seen, expected):
 
 
 TOPUP = [
-    # (case, plan memory, top-ups already made, increase seen in MiB, expected launch bytes or None (holding))
-    ("short within the tolerance: hold", {}, 0, 200 - 6, None),
-    ("short beyond it: top up", {}, 0, 180, 20 * MI - instance_overhead(1)),
-    ("top-up capped at half the request", {}, 0, 10, 100 * MI - instance_overhead(1)),
-    ("two top-ups made: hold anyway", {}, 2, 180, None),
-    ("over the limit on purpose: never topped up", {"over_limit": True}, 0, 100, None),
-    ("above the request: hold", {}, 0, 205, None),
+    # (case, plan memory, top-ups already made, increase seen, expected launch bytes or None (holding))
+    ("overhead as estimated: one top-up closes the reserve", {}, 0, FIRST + O1, RESERVE - O1),
+    ("overhead 1.4 times the estimate: the top-up pays 1.4 times", {}, 0, FIRST + int(1.4 * O1),
+     RESERVE + O1 - 2 * int(1.4 * O1)),
+    ("overhead half the estimate: a larger top-up", {}, 0, FIRST + O1 // 2, RESERVE + O1 // 2 - O1 // 2),
+    ("within half a percent: hold", {}, 0, 200 * MI - MI, None),
+    ("short, but not by more than a top-up's own overhead: hold", {}, 0, FIRST + 2 * O1, None),
+    ("pages missing (not resident): the estimate stands, capped at half the request", {}, 0, 10 * MI, 100 * MI),
+    ("two top-ups made: hold anyway", {}, 2, 180 * MI, None),
+    ("over the limit on purpose: never topped up", {"over_limit": True}, 0, 100 * MI, None),
+    ("above the request: hold", {}, 0, 205 * MI, None),
 ]
 
 
-@pytest.mark.parametrize("case, memory, topups, mib, launched", TOPUP, ids=[r[0] for r in TOPUP])
-def test_top_up(case, memory, topups, mib, launched):
+@pytest.mark.parametrize("case, memory, topups, increase, launched", TOPUP, ids=[r[0] for r in TOPUP])
+def test_top_up(case, memory, topups, increase, launched):
     core, _first = started(plan(memory=memory))
     core.topups = topups
-    actions = core.top_up(T0 + 5, _increase(mib))
+    actions = core.top_up(T0 + 5, BASE + increase)
     if launched is None:
-        assert actions == [{"do": "holding", "achieved_increase_bytes": int(mib * MI)}] and core.phase == "holding"
-        assert core.achieved == int(mib * MI)
+        assert actions == [{"do": "holding", "achieved_increase_bytes": increase}] and core.phase == "holding"
+        assert core.achieved == increase
     else:
-        assert actions == [control.launch_memory(launched, 1)] and core.topups == topups + 1
+        assert [a["do"] for a in actions] == ["launch"] and core.topups == topups + 1
+        assert abs(actions[0]["bytes"] - launched) <= 1 and actions[0]["workers"] == 1
         assert core.settle_since == T0 + 5 and core.settle_ws is None  # settling starts again
 
 
@@ -237,13 +265,13 @@ def test_respawns_are_capped():
 # 0.25 cores asked of a 0.5-core quota (50 points) at per-worker load 50; (case, cpu seconds at T0+1 and at T0+1+dt,
 # dt, expected new per-worker load or None)
 CPU = [
-    ("on target", 1.0, 2.0, 4.0, None),
-    ("within the tolerance", 1.0, 2.05, 4.0, None),
+    ("on target", 1.0, 2.25, 5.0, None),
+    ("1.2 points off: inside the tolerance", 1.0, 2.28, 5.0, None),
     ("window too short to judge", 1.0, 1.2, 3.0, None),
-    ("undershoot under contention: half-way up", 1.0, 1.8, 4.0, 56),
-    ("overshoot: half-way down", 1.0, 2.6, 4.0, 41),
-    ("nothing ran: doubles, half-way", 1.0, 1.0, 4.0, 75),
-    ("the instance was replaced (counter went back): window restarts", 5.0, 1.0, 4.0, None),
+    ("undershoot under contention: half-way up", 1.0, 2.0, 5.0, 56),
+    ("overshoot: half-way down", 1.0, 3.0, 5.0, 41),
+    ("nothing ran: doubles, half-way", 1.0, 1.0, 5.0, 75),
+    ("the instance was replaced (counter went back): window restarts", 5.0, 1.0, 5.0, None),
 ]
 
 
@@ -260,7 +288,7 @@ def test_cpu_corrections_are_capped():
     core, _first = started(plan(cpu={}))
     core.cpu_corrections = control.MAX_CPU_CORRECTIONS
     core.on_sample(T0 + 1, BASE, cpu_seconds=1.0)
-    assert core.on_sample(T0 + 5, BASE, cpu_seconds=1.2) == []
+    assert core.on_sample(T0 + 6, BASE, cpu_seconds=1.2) == []
 
 
 # -- the end --------------------------------------------------------------------------------------------------
