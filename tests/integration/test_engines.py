@@ -1,0 +1,89 @@
+"""Real Docker and Podman containers as targets: found by ID, and the stress lands inside them.
+
+Each engine starts once per session (engine_fixtures.py). Effects are read from the container's cgroup
+every 100 ms, and the stress processes' placement from /proc/<pid>/cgroup and the engine's own `ps`.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from tests.integration.ansible_helpers import ok, read_int, stress_pids, wait_for, working_set
+from tests.integration.engine_fixtures import engine_container, engine_exec
+from tests.integration.fidelity import measure_memory
+
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
+MI = 1024 * 1024
+ENGINES = ("docker", "podman")
+
+
+def engine(request, name):
+    return request.getfixturevalue(name + "_engine")
+
+
+def v1_cgroups_of(pid, skip=()):
+    """{controllers: path} of the v1 hierarchies in /proc/<pid>/cgroup (not the cgroup2 line, nor `skip`)."""
+    out = {}
+    for line in Path("/proc/%d/cgroup" % pid).read_text().splitlines():
+        hierarchy, controllers, path = line.split(":", 2)
+        if hierarchy != "0" and controllers not in skip:
+            out[controllers] = path
+    return out
+
+
+# The stressor joins the resource hierarchies; device rules and systemd's bookkeeping are not resources.
+NOT_RESOURCES = ("devices", "name=systemd")
+
+
+FORMS = [
+    ("scheme", lambda runtime, cid: "%s://%s" % (runtime, cid)),
+    ("bare 64-hex", lambda runtime, cid: cid),
+    ("12-char prefix", lambda runtime, cid: cid[:12].upper()),
+]
+
+
+@pytest.mark.parametrize("runtime", ENGINES)
+@pytest.mark.parametrize("form, selector", FORMS, ids=[f[0] for f in FORMS])
+def test_cgroup_info_finds_the_container_by_id(request, runtime, form, selector):
+    state = engine(request, runtime)
+    container = engine_container(state)
+    result = ok("cgroup_info", {"container_id": selector(runtime, container["id"])}, check_mode=True)
+    assert result["changed"] is False
+    [found] = result["cgroups"]
+    assert found["container_id"] == container["id"]
+    assert found["runtime"] == runtime and found["kind"] == "container"
+    # The engine put its container's init there, and set the limit it was given (300m).
+    init_pids = [p["pid"] for p in found["processes"]]
+    assert init_pids and all(set(v1_cgroups_of(pid).values()) == {found["path"]} for pid in init_pids)
+    assert found["path"] == container["cgroup_path"]
+    assert found["memory"]["limit_bytes"] == 300 * MI == read_int("memory", found["path"], "memory.limit_in_bytes")
+
+
+@pytest.mark.parametrize("runtime, memory", [
+    ("docker", {"size": "268Mi"}),                 # the limit minus 32 MiB, 1-core quota
+    ("podman", {"size": "100Mi", "workers": 4}),   # no CPU quota
+], ids=ENGINES)
+def test_memory_stress_lands_inside_and_is_sized(request, state_dir, runtime, memory):
+    state = engine(request, runtime)
+    container = engine_container(state)
+    path = container["cgroup_path"]
+    want = int(memory["size"][:-2]) * MI
+    placed = {}
+
+    def inspect():
+        pids = stress_pids(path)
+        placed["cgroups"] = [v1_cgroups_of(pid, skip=NOT_RESOURCES) for pid in pids]
+        placed["ps"] = engine_exec(state, "/bin/ps")
+
+    got = measure_memory(container["id"], path, state_dir, memory, inspect=inspect)
+    assert got["reached_hold"], "the experiment never reached its hold phase"
+    # Every stress process sits in the container's cgroup in every resource hierarchy, in its PID namespace.
+    assert placed["cgroups"] and all(set(c.values()) == {path} and "memory" in c for c in placed["cgroups"])
+    assert "stress-ng" in placed["ps"]
+    figures = "steady %+.1f MiB, peak %+.1f MiB, side CPU %.3f cores for %d MiB" % (
+        got["steady_bytes"] / MI, got["peak_bytes"] / MI, got["side_cpu_cores"], want // MI)
+    assert abs(got["steady_bytes"] - want) <= 0.01 * want, figures
+    assert got["peak_bytes"] <= want + max(0.01 * want, 2 * MI), figures
+    assert got["oom_kills"] == 0
+    assert wait_for(lambda: not stress_pids(path) and working_set(path) < got["baseline_bytes"] + 8 * MI, 15)
+
