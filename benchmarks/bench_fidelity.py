@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 """Fidelity: what was asked against what the target's cgroup shows, beside stress-ng as peer tools invoke it.
 
-    .venv/bin/python benchmarks/bench_fidelity.py [--only memory|cpu] [--json FILE]
+    .venv/bin/python benchmarks/bench_fidelity.py [--only memory|cpu] [--vm] [--json FILE]
 
 Targets: runc pods of the lab (tests/lab/lab.py), one with its CPU quota lifted, a Docker and a Podman
 container (tests/lab/engines.py). Each memory case runs twice on the same target: the stressor module
 through Ansible, and stress-ng attached to the cgroup with the user's numbers passed straight through
 (`--vm W --vm-bytes SIZE --vm-keep`, tests/lab/peer_stress.py). The cgroup is read every 100 ms:
 
-- steady: the median working-set increase while the module holds (peer: over the second half of 6 s);
+- steady: the median working-set increase while the module holds (peer: over the second half of 6 s,
+  20 s in the v2 VM, `--vm`, where qemu's TCG runs everything slower);
 - peak: the largest increase at any sample from the start to the end of the hold, above the request;
 - side CPU: cores the cgroup burned while holding memory (cpuacct);
 - OOM kills: memory.oom_control's oom_kill counter.
@@ -37,10 +38,11 @@ from tests.integration.engine_fixtures import (  # noqa: E402
     create_engine, destroy_engine, engine_container, engine_unavailable,
 )
 from tests.integration.fidelity import (  # noqa: E402
-    measure_cpu, measure_memory, measure_peer_cpu, measure_peer_memory,
+    RUNNER, measure_cpu, measure_memory, measure_peer_cpu, measure_peer_memory, module_directly,
 )
 from tests.integration.lab_fixtures import create_lab, destroy_lab, lab_container, lab_pod  # noqa: E402
 from tests.lab.engines import docker_cli  # noqa: E402
+from tests.lab.peer_stress import V2, cgroup_file  # noqa: E402
 
 MI = 1024 * 1024
 LIMIT_MARGIN = 32 * MI
@@ -49,8 +51,8 @@ CPU_LOADS = (10, 25, 50, 75, 100)
 
 
 def read(controller, path, name):
-    with open(os.path.join("/sys/fs/cgroup", controller, path.lstrip("/"), name)) as handle:
-        return int(handle.read().split()[0])
+    with open(cgroup_file(controller, path, name)) as handle:
+        return handle.read().split()
 
 
 def load_average():
@@ -66,10 +68,15 @@ def lift_cpu_quota(lab, pod_name):
 
 
 def target(label, container_id, cgroup_path):
-    limit = read("memory", cgroup_path, "memory.limit_in_bytes")
-    quota = read("cpu", cgroup_path, "cpu.cfs_quota_us")
-    return {"label": label, "id": container_id, "path": cgroup_path, "limit": limit,
-            "quota": quota / 1e5 if quota > 0 else None}
+    if V2:
+        limit = int(read("memory", cgroup_path, "memory.max")[0])
+        quota, period = read("cpu", cgroup_path, "cpu.max")
+        cores = None if quota == "max" else int(quota) / int(period)
+    else:
+        limit = int(read("memory", cgroup_path, "memory.limit_in_bytes")[0])
+        quota = int(read("cpu", cgroup_path, "cpu.cfs_quota_us")[0])
+        cores = quota / int(read("cpu", cgroup_path, "cpu.cfs_period_us")[0]) if quota > 0 else None
+    return {"label": label, "id": container_id, "path": cgroup_path, "limit": limit, "quota": cores}
 
 
 def memory_cases(targets):
@@ -80,12 +87,15 @@ def memory_cases(targets):
         peer = ["--vm", str(workers), "--vm-bytes", peer_size or "%dM" % (meant // MI), "--vm-keep"]
         return (t, meant, request, peer)
 
-    hello, no_quota, docker, podman = (targets.get(k) for k in ("hello", "no-quota", "docker", "podman"))
+    hello, no_quota, docker, podman, vm = (targets.get(k) for k in ("hello", "no-quota", "docker", "podman", "vm"))
     out = []
     if hello:
         top = hello["limit"] - LIMIT_MARGIN
         out += [case(hello, 32 * MI), case(hello, 200 * MI), case(hello, 200 * MI, 4), case(hello, 200 * MI, 16),
                 case(hello, "50%", peer_size="50%"), case(hello, top), case(hello, top, 4)]
+    if vm:
+        # Fewer cases: everything runs slowly under qemu's TCG.
+        out += [case(vm, 32 * MI), case(vm, 200 * MI, 4), case(vm, vm["limit"] - LIMIT_MARGIN)]
     if no_quota:
         out += [case(no_quota, 200 * MI), case(no_quota, no_quota["limit"] - LIMIT_MARGIN, 4)]
     for engine in (docker, podman):
@@ -94,16 +104,17 @@ def memory_cases(targets):
     return out
 
 
-def run_memory(targets, state_dir):
+def run_memory(targets, state_dir, quiet=False, peer_seconds=6.0):
     rows = []
     for t, meant, request, peer_args in memory_cases(targets):
         ours = measure_memory(t["id"], t["path"], state_dir, request)
         time.sleep(1)
-        theirs = measure_peer_memory(t["path"], peer_args)
+        theirs = measure_peer_memory(t["path"], peer_args, peer_seconds)
         time.sleep(1)
         rows.append({"target": t["label"], "limit": t["limit"], "quota": t["quota"], "meant": meant,
                      "request": request, "ours": ours, "peer_argv": peer_args, "peer": theirs})
-        print_memory_row(rows[-1], flush=True)
+        if not quiet:
+            print_memory_row(rows[-1], flush=True)
     return rows
 
 
@@ -137,7 +148,7 @@ def run_cpu(docker, docker_prefix, state_dir):
     for quota in CPU_QUOTAS:
         subprocess.run(docker_cli(docker_prefix) + ["update", "--cpus", str(quota), docker["id"]], check=True,
                        stdout=subprocess.DEVNULL)
-        assert read("cpu", docker["path"], "cpu.cfs_quota_us") == int(quota * 1e5)
+        assert int(read("cpu", docker["path"], "cpu.cfs_quota_us")[0]) == int(quota * 1e5)
         for load in CPU_LOADS:
             ours = measure_cpu(docker["id"], docker["path"], state_dir, load)
             time.sleep(1)
@@ -166,11 +177,60 @@ def print_cpu_row(row, flush=False):
     print("| " + " | ".join(cells) + " |", flush=flush)
 
 
+def guest_rows(lab_state_path):
+    """Inside the v2 VM: the memory cases on its runc pod `hello`, printed as one JSON line."""
+    RUNNER["module"] = module_directly
+    with open(lab_state_path) as handle:
+        lab = json.load(handle)
+    hello = lab_container(lab, "hello")
+    state_dir = "/run/cflab-bench-guest-experiments"
+    try:
+        rows = run_memory({"vm": target("v2 VM runc pod hello", hello["id"], hello["cgroup_path"])}, state_dir,
+                          quiet=True, peer_seconds=20.0)  # stress-ng faults its pages in slowly under TCG
+    finally:
+        stop_all(state_dir)
+    print("ROWS " + json.dumps(rows))
+
+
+def vm_memory():
+    """Boot the v2 VM (tests/vm/vm.py), run guest_rows in it, print its rows; the VM is powered off after."""
+    from tests.integration.vm_fixtures import BOOT_TIMEOUT, new_vm_name, run_vm, vm_ssh, vm_unavailable
+
+    if vm_unavailable():
+        print("(v2 VM skipped: %s)" % vm_unavailable())
+        return []
+    name = new_vm_name()
+    try:
+        summary = json.loads(run_vm("up", "--name", name, "--timeout", str(BOOT_TIMEOUT),
+                                    timeout=BOOT_TIMEOUT + 120).stdout)
+        lab_state = "%s/%s.json" % (summary["guest_lab_state_dir"], summary["lab"]["prefix"])
+        out = vm_ssh({"name": name}, os.path.join(REPO, ".venv", "bin", "python"), os.path.abspath(__file__),
+                     "--guest-lab", lab_state, timeout=1800).stdout
+    finally:
+        run_vm("down", "--name", name, check=False)
+    rows = json.loads(out.split("ROWS ", 1)[1])
+    for row in rows:
+        print_memory_row(row, flush=True)
+    return rows
+
+
+def stop_all(state_dir):
+    from ansible_collections.chaosfleet.stress.plugins.module_utils._experiment import Experiment
+    from ansible_collections.chaosfleet.stress.plugins.module_utils._state import list_experiments
+    for name in list_experiments(state_dir):
+        Experiment(state_dir, name).stop()
+    shutil.rmtree(state_dir, ignore_errors=True)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", choices=("memory", "cpu"))
+    parser.add_argument("--vm", action="store_true", help="also the memory cases on the cgroup v2 VM (slow)")
     parser.add_argument("--json", help="also write every figure to this file")
+    parser.add_argument("--guest-lab", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.guest_lab:
+        return guest_rows(args.guest_lab)
     state_dir = "/run/cflab-bench-%s-experiments" % secrets.token_hex(2)
     labs, engines = [], []
     results = {"started": time.time()}
@@ -196,6 +256,8 @@ def main():
             print("Memory, %s at the start" % load_average())
             print(MEMORY_HEADER, flush=True)
             results["memory"] = run_memory(targets, state_dir)
+            if args.vm:
+                results["memory"] += vm_memory()
             print("(%s at the end)\n" % load_average())
         if args.only != "memory" and "docker" in targets:
             print("CPU on the Docker container, %s at the start" % load_average())
@@ -203,11 +265,7 @@ def main():
             results["cpu"] = run_cpu(targets["docker"], targets["docker"]["prefix"], state_dir)
             print("(%s at the end)" % load_average())
     finally:
-        from ansible_collections.chaosfleet.stress.plugins.module_utils._experiment import Experiment
-        from ansible_collections.chaosfleet.stress.plugins.module_utils._state import list_experiments
-        for name in list_experiments(state_dir):
-            Experiment(state_dir, name).stop()
-        shutil.rmtree(state_dir, ignore_errors=True)
+        stop_all(state_dir)
         for prefix in engines:
             destroy_engine(prefix)
         for prefix in labs:

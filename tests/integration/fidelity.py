@@ -6,17 +6,48 @@
 The sampler and the summary are tests/lab/peer_stress.py's, so both sides are measured alike.
 """
 
+import json
 import os
 import shutil
 import signal
 import subprocess
+import sys
+import tempfile
 import time
 
-from tests.integration.ansible_helpers import ok, stress_pids, wait_for
+from tests.integration.ansible_helpers import comm, is_zombie, ok, wait_for
 from tests.lab import peer_stress
-from tests.lab.peer_stress import Sampler, cpu_seconds, oom_kills, settled_working_set, summarize
+from tests.lab.peer_stress import Sampler, cgroup_file, cpu_seconds, oom_kills, settled_working_set, summarize
 
 MI = 1024 * 1024
+
+
+def module_directly(module, args, python="/usr/bin/python3"):
+    """Run a collection module as a plain Python process (its args in a file, as AnsibleModule reads them).
+
+    The node's own python, as Ansible would pick it: the module's supervisor then starts without a venv.
+    """
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as handle:
+        json.dump({"ANSIBLE_MODULE_ARGS": args}, handle)
+        handle.flush()
+        proc = subprocess.run([python, "-m", "ansible_collections.chaosfleet.stress.plugins.modules." + module,
+                               handle.name], stdout=subprocess.PIPE, universal_newlines=True, timeout=300,
+                              env=dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p)))
+    result = json.loads(proc.stdout)
+    assert not result.get("failed"), result.get("msg", result)
+    return result
+
+
+# How the measurements run a module: through Ansible on localhost, or module_directly inside the TCG VM,
+# where starting Ansible takes most of a minute.
+RUNNER = {"module": ok}
+
+
+def stress_pids(cgroup_path):
+    """Live stress-ng processes in the cgroup, on a v1 or a v2 node."""
+    with open(cgroup_file("memory", cgroup_path, "cgroup.procs")) as handle:
+        pids = [int(p) for p in handle.read().split()]
+    return [p for p in pids if (comm(p) or "").startswith("stress-ng") and not is_zombie(p)]
 
 
 def phase(state_dir, name):
@@ -26,7 +57,7 @@ def phase(state_dir, name):
 
 def stop(state_dir, name, cgroup_path):
     """Stop the experiment, remove its record, and wait until its stress processes are gone."""
-    ok("stressor", dict(name=name, state="absent", state_dir=state_dir))
+    RUNNER["module"]("stressor", dict(name=name, state="absent", state_dir=state_dir))
     shutil.rmtree(os.path.join(state_dir, "experiments", name), ignore_errors=True)
     wait_for(lambda: not stress_pids(cgroup_path), 15)
 
@@ -41,8 +72,8 @@ def measure_memory(container_id, cgroup_path, state_dir, memory, hold=3.0, name=
     with Sampler(cgroup_path) as sampler:
         started = time.monotonic()
         try:
-            ok("stressor", dict(name=name, container_id=container_id, state_dir=state_dir, duration="120s",
-                                memory=memory))
+            RUNNER["module"]("stressor", dict(name=name, container_id=container_id, state_dir=state_dir,
+                                              duration="120s", memory=memory))
             holding = wait_for(lambda: phase(state_dir, name) in ("holding", "ending", "ended"), 90)
             hold_from = time.monotonic()
             time.sleep(hold)
@@ -64,8 +95,8 @@ def cores_over(cgroup_path, seconds):
 
 def measure_cpu(container_id, cgroup_path, state_dir, load, window=10.0, warmup=2.0, name="fidelity-cpu"):
     """Cores the cgroup burns over `window` seconds with a CPU experiment at `load` percent of its quota."""
-    ok("stressor", dict(name=name, container_id=container_id, state_dir=state_dir, duration="120s",
-                        cpu={"load": load}))
+    RUNNER["module"]("stressor", dict(name=name, container_id=container_id, state_dir=state_dir, duration="120s",
+                                      cpu={"load": load}))
     try:
         time.sleep(warmup)
         return cores_over(cgroup_path, window)

@@ -20,25 +20,40 @@ import sys
 import threading
 import time
 
-V1 = "/sys/fs/cgroup"
+CGROUP_FS = "/sys/fs/cgroup"
+# A unified (v2) host mounts cgroup2 at /sys/fs/cgroup itself, as the v2 VM node does.
+V2 = os.path.exists(os.path.join(CGROUP_FS, "cgroup.controllers"))
 
 
 def cgroup_file(controller, path, name):
-    return os.path.join(V1, controller, path.lstrip("/"), name)
+    if V2:
+        return os.path.join(CGROUP_FS, path.lstrip("/"), name)
+    return os.path.join(CGROUP_FS, controller, path.lstrip("/"), name)
+
+
+def flat_keyed(controller, path, name):
+    with open(cgroup_file(controller, path, name)) as handle:
+        return dict((key, int(value)) for key, value in (line.split() for line in handle))
 
 
 def working_set(path):
-    usage = int(open(cgroup_file("memory", path, "memory.usage_in_bytes")).read())
-    stat = dict(line.split() for line in open(cgroup_file("memory", path, "memory.stat")))
-    return usage - int(stat["total_inactive_file"])
+    """Usage minus inactive file pages, as kubelet counts it (v1 and v2)."""
+    stat = flat_keyed("memory", path, "memory.stat")
+    if V2:
+        return int(open(cgroup_file("memory", path, "memory.current")).read()) - stat["inactive_file"]
+    return int(open(cgroup_file("memory", path, "memory.usage_in_bytes")).read()) - stat["total_inactive_file"]
 
 
 def oom_kills(path):
+    if V2:
+        return flat_keyed("memory", path, "memory.events").get("oom_kill", 0)
     text = open(cgroup_file("memory", path, "memory.oom_control")).read()
     return int(text.split("oom_kill ")[1].split()[0])
 
 
 def cpu_seconds(path):
+    if V2:
+        return flat_keyed("cpu", path, "cpu.stat")["usage_usec"] / 1e6
     return int(open(cgroup_file("cpuacct", path, "cpuacct.usage")).read()) / 1e9
 
 
@@ -56,7 +71,7 @@ def settled_working_set(path, seconds=1.0, readings=5):
 
 
 class Sampler(threading.Thread):
-    """Reads a v1 cgroup every `interval` seconds: (monotonic time, working set, CPU seconds, OOM kills)."""
+    """Reads a cgroup every `interval` seconds: (monotonic time, working set, CPU seconds, OOM kills)."""
 
     def __init__(self, path, interval=0.1):
         super().__init__(daemon=True)
@@ -105,9 +120,9 @@ def summarize(samples, baseline, hold_from, hold_to, oom_before):
 
 
 def attach_to(path):
-    """preexec_fn: join the cgroup (memory, cpu, cpuacct) and be the OOM killer's first choice."""
+    """preexec_fn: join the cgroup (v1: memory, cpu, cpuacct) and be the OOM killer's first choice."""
     def attach():
-        for controller in ("memory", "cpu", "cpuacct"):
+        for controller in ("memory",) if V2 else ("memory", "cpu", "cpuacct"):
             with open(cgroup_file(controller, path, "cgroup.procs"), "w") as handle:
                 handle.write("0")
         with open("/proc/self/oom_score_adj", "w") as handle:
