@@ -15,7 +15,7 @@ through Ansible, and stress-ng attached to the cgroup with the user's numbers pa
 - OOM kills: memory.oom_control's oom_kill counter.
 
 CPU cases: a load (percent of the quota) on quotas of 0.5, 1 and 1.5 cores (the Docker container,
-re-quota'd with `docker update --cpus`), cores measured over 10 s after 2 s of warm-up; the peer gets
+re-quota'd with `docker update --cpus`), cores measured over 10 s after 8 s of warm-up; the peer gets
 `--cpu <quota rounded up> --cpu-load <load>`. The load average is printed with each table: CPU figures
 need a quiet machine.
 """
@@ -37,8 +37,9 @@ sys.path.insert(0, os.path.join(REPO, ".collections"))
 from tests.integration.engine_fixtures import (  # noqa: E402
     create_engine, destroy_engine, engine_container, engine_unavailable,
 )
+from tests.integration.ansible_helpers import wait_for  # noqa: E402
 from tests.integration.fidelity import (  # noqa: E402
-    RUNNER, measure_cpu, measure_memory, measure_peer_cpu, measure_peer_memory, module_directly,
+    RUNNER, cpu_case, memory_case, module_directly, peer_cpu_case, peer_memory_case, stress_pids,
 )
 from tests.integration.lab_fixtures import create_lab, destroy_lab, lab_container, lab_pod  # noqa: E402
 from tests.lab.engines import docker_cli  # noqa: E402
@@ -53,6 +54,12 @@ CPU_LOADS = (10, 25, 50, 75, 100)
 def read(controller, path, name):
     with open(cgroup_file(controller, path, name)) as handle:
         return handle.read().split()
+
+
+def settled(path):
+    """Between cases: no stress process left in the target, and a second for the kernel to uncharge."""
+    wait_for(lambda: not stress_pids(path), 20)
+    time.sleep(1)
 
 
 def load_average():
@@ -76,7 +83,7 @@ def target(label, container_id, cgroup_path):
         limit = int(read("memory", cgroup_path, "memory.limit_in_bytes")[0])
         quota = int(read("cpu", cgroup_path, "cpu.cfs_quota_us")[0])
         cores = quota / int(read("cpu", cgroup_path, "cpu.cfs_period_us")[0]) if quota > 0 else None
-    return {"label": label, "id": container_id, "path": cgroup_path, "limit": limit, "quota": cores}
+    return {"label": label, "id": container_id, "cgroup_path": cgroup_path, "limit": limit, "quota": cores}
 
 
 def memory_cases(targets):
@@ -107,10 +114,12 @@ def memory_cases(targets):
 def run_memory(targets, state_dir, quiet=False, peer_seconds=6.0):
     rows = []
     for t, meant, request, peer_args in memory_cases(targets):
-        ours = measure_memory(t["id"], t["path"], state_dir, request)
-        time.sleep(1)
-        theirs = measure_peer_memory(t["path"], peer_args, peer_seconds)
-        time.sleep(1)
+        case = memory_case(state_dir, t, request, timeout=240 if "VM" in t["label"] else 60)
+        ours = dict((key, case[key]) for key in ("request_bytes", "baseline_bytes", "held", "steady_bytes",
+                                                 "peak_bytes", "side_cpu_cores", "oom_kills"))
+        settled(t["cgroup_path"])
+        theirs = peer_memory_case(t["cgroup_path"], peer_args, peer_seconds)
+        settled(t["cgroup_path"])
         rows.append({"target": t["label"], "limit": t["limit"], "quota": t["quota"], "meant": meant,
                      "request": request, "ours": ours, "peer_argv": peer_args, "peer": theirs})
         if not quiet:
@@ -148,13 +157,13 @@ def run_cpu(docker, docker_prefix, state_dir):
     for quota in CPU_QUOTAS:
         subprocess.run(docker_cli(docker_prefix) + ["update", "--cpus", str(quota), docker["id"]], check=True,
                        stdout=subprocess.DEVNULL)
-        assert int(read("cpu", docker["path"], "cpu.cfs_quota_us")[0]) == int(quota * 1e5)
+        assert int(read("cpu", docker["cgroup_path"], "cpu.cfs_quota_us")[0]) == int(quota * 1e5)
         for load in CPU_LOADS:
-            ours = measure_cpu(docker["id"], docker["path"], state_dir, load)
-            time.sleep(1)
+            ours = cpu_case(state_dir, docker, load)["cores"]
+            settled(docker["cgroup_path"])
             peer_args = ["--cpu", str(math.ceil(quota)), "--cpu-load", str(load)]
-            theirs = measure_peer_cpu(docker["path"], peer_args)
-            time.sleep(1)
+            theirs = peer_cpu_case(docker["cgroup_path"], peer_args)
+            settled(docker["cgroup_path"])
             rows.append({"quota": quota, "load": load, "ours_cores": ours, "peer_argv": peer_args,
                          "peer_cores": theirs, "loadavg": os.getloadavg()[0]})
             print_cpu_row(rows[-1], flush=True)

@@ -21,12 +21,15 @@ from ansible_collections.chaosfleet.stress.plugins.module_utils._units import (
 )
 
 MIB = 1024 * 1024
-# Private memory of one stress-ng instance (parent, shared state) and of each vm worker,
-# measured with stress-ng 0.15 on cgroup v1; the supervisor tops up whatever this misses.
-INSTANCE_OVERHEAD = 4 * MIB
-WORKER_OVERHEAD = 640 * 1024
+# Private memory of one stress-ng instance (parent, shared state) and of each vm worker, measured
+# with stress-ng 0.15 on cgroup v1 (1, 4 and 16 workers: 3.96, 5.21 and 10.96 MiB over the payload);
+# the supervisor learns the real figure from the first instance and tops up what this misses.
+INSTANCE_OVERHEAD = 3584 * 1024
+WORKER_OVERHEAD = 480 * 1024
+# A ramp of 20 steps stays within half a step (2.5 %) of its line; each step is a stress-ng
+# instance, so a step also carries at least twice an instance's own overhead.
 MAX_RAMP_STEPS = 20
-MIN_STEP_SECONDS = 1.0
+MIN_STEP_SECONDS = 0.5
 WORKER_LIMITS = {"memory": 64, "cpu": 256, "io": 16}
 VM_METHODS = (
     "all", "cache-lines", "checkerboard", "flip", "fwdrev", "gray", "galpat-0", "galpat-1", "incdec", "inc-nybble",
@@ -86,11 +89,11 @@ def plan_memory(spec, usage, allow_oom):
     workers = _workers(spec.get("workers"), "memory", 1)
     steps = 1
     if ramp:
-        steps = max(1, min(MAX_RAMP_STEPS, int(ramp // MIN_STEP_SECONDS)))
+        steps = max(1, min(MAX_RAMP_STEPS, int(ramp // MIN_STEP_SECONDS), total // (2 * instance_overhead(workers))))
     return {
         "bytes": total, "target_usage_bytes": target_bytes, "workers": workers, "ramp_seconds": ramp,
-        "steps": steps, "method": method, "baseline_working_set_bytes": current, "limit_bytes": limit,
-        "over_limit": over,
+        "steps": steps, "method": method, "churn": bool(spec.get("churn")), "baseline_working_set_bytes": current,
+        "limit_bytes": limit, "over_limit": over,
     }
 
 
@@ -174,8 +177,11 @@ def _timeout(seconds):
     return "%ds" % (int(math.ceil(seconds)) + 2)
 
 
-def memory_argv(stress_ng, workers, nbytes, method, remaining, oomable):
+def memory_argv(stress_ng, workers, nbytes, method, remaining, oomable, churn=False):
     argv = [stress_ng, "--vm", str(workers), "--vm-bytes", str(int(nbytes)), "--vm-keep"]
+    if not churn:
+        # Write the pages once, then sleep holding them: memory pressure without burning CPU.
+        argv += ["--vm-hang", "0"]
     if method:
         argv += ["--vm-method", method]
     if oomable:
@@ -193,12 +199,31 @@ def io_argv(stress_ng, io, remaining):
             "--temp-path", io["path"], "--timeout", _timeout(remaining)]
 
 
+def topup_reserve(memory, overhead_scale=1.5):
+    """What the last memory step leaves out on purpose, so that one top-up, sized with the overhead the node
+    really charged for the instances before it, lands within a fraction of a MiB of the request.
+
+    ``overhead_scale`` is how far the real overhead may exceed the estimate: kernels and cgroup versions charge
+    differently, and the top-up has to be larger than its own overhead.
+    """
+    if memory["over_limit"]:
+        return 0
+    return int((2 * overhead_scale - 1) * instance_overhead(1)) + MIB // 2
+
+
+def memory_step_bytes(memory, step, increase_now, overhead_scale=1.5):
+    """The payload of memory step ``step`` (0-based) given the increase already there (or under way)."""
+    if memory["over_limit"]:
+        return memory["bytes"] // memory["steps"]
+    want = memory["bytes"] * (step + 1) // memory["steps"]
+    if step + 1 == memory["steps"]:
+        want -= topup_reserve(memory, overhead_scale)
+    return want - increase_now - instance_overhead(memory["workers"])
+
+
 def first_memory_step_bytes(memory):
     """What the first stress-ng instance allocates: its share of the ramp, less its own overhead."""
-    share = memory["bytes"] // memory["steps"]
-    if memory["over_limit"]:
-        return share
-    return max(MIB, share - instance_overhead(memory["workers"]))
+    return max(MIB, memory_step_bytes(memory, 0, 0))
 
 
 def planned_argvs(plan, stress_ng):
@@ -208,7 +233,7 @@ def planned_argvs(plan, stress_ng):
     if plan["memory"]:
         m = plan["memory"]
         out.append(memory_argv(stress_ng, m["workers"], first_memory_step_bytes(m), m["method"], duration,
-                               plan["on_oom"] == "stop"))
+                               plan["on_oom"] == "stop", m.get("churn")))
     if plan["cpu"]:
         out.append(cpu_argv(stress_ng, plan["cpu"], duration))
     if plan["io"]:

@@ -4,9 +4,10 @@
 """The per-experiment supervisor: a detached process on the node.
 
 It attaches every stress process to the target cgroup before it allocates,
-grows memory in steps, enforces the deadline, the heartbeat and the guards,
-samples the target, and on any ending kills only the process groups it
-started, checks they are gone, and records the outcome.
+samples the target, carries out what the decision core (``_control.py``:
+ramp steps, settling, top-ups, guards, deadline, heartbeat, CPU correction)
+says, and on any ending kills only the process groups it started, checks
+they are gone, and records the outcome. This file is the I/O around the core.
 
 Run as ``python3 -m ...._supervisor EXPERIMENT_DIR`` from the copy the stressor
 module installs under the state directory, so nothing depends on Ansible's
@@ -25,24 +26,15 @@ import sys
 import time
 
 from ansible_collections.chaosfleet.stress.plugins.module_utils import _state as state
+from ansible_collections.chaosfleet.stress.plugins.module_utils._control import Control
 from ansible_collections.chaosfleet.stress.plugins.module_utils._oom import KernelLog, OomTracker
-from ansible_collections.chaosfleet.stress.plugins.module_utils._plan import (
-    MIB, cpu_argv, first_memory_step_bytes, instance_overhead, io_argv, memory_argv,
-)
+from ansible_collections.chaosfleet.stress.plugins.module_utils._plan import cpu_argv, io_argv, memory_argv
 from ansible_collections.chaosfleet.stress.plugins.module_utils._resolve import process_comm, read_pids
 from ansible_collections.chaosfleet.stress.plugins.module_utils._usage import read_sample, reader_for
 
-CONTROL_TICK = 0.25
 # Hierarchies a stress process must not join: device rules and systemd bookkeeping are not resources.
 ATTACH_SKIP = ("devices", "name=systemd")
-MAX_TOPUPS = 2
-SETTLE_SECONDS = 15.0
-MAX_RESPAWNS = 200
 OOM_RECORD_LIMIT = 500
-CPU_WINDOW_SECONDS = 4.0
-CPU_TOLERANCE_POINTS = 3.0
-CPU_GAIN = 0.5
-MAX_CPU_CORRECTIONS = 10
 
 
 def attach_dirs(target):
@@ -61,13 +53,13 @@ def own_cgroup_path(version):
 
 
 class Instance(object):
-    def __init__(self, kind, argv, popen, nbytes):
+    def __init__(self, kind, argv, popen, nbytes, started):
         self.kind = kind
         self.argv = argv
         self.popen = popen
         self.nbytes = nbytes
         self.record = state.pid_record(popen.pid)
-        self.started = time.time()
+        self.started = started
 
     def as_dict(self):
         return {"kind": self.kind, "argv": self.argv, "pid": self.record["pid"],
@@ -75,27 +67,22 @@ class Instance(object):
 
 
 class Supervisor(object):
-    def __init__(self, expdir):
+    def __init__(self, expdir, clock=time.time, sleep=time.sleep):
         self.dir = expdir
+        self.clock = clock
+        self.sleep = sleep
         self.spec = state.read_json(os.path.join(expdir, state.SPEC))
         self.target = self.spec["target"]
         self.plan = self.spec["plan"]
         self.proc_root = self.spec.get("proc_root", "/proc")
         self.reader = reader_for(self.target)
+        self.primary_dir = self.target["dirs"].get("memory") or self.target["dirs"].get("unified")
         self.instances = []
         self.ended_instances = []
         self.stop_reason = None
         self.oom_kills = []
         self.oom = None
-        self.respawns = 0
-        self.memory_added_steps = 0
-        self.topups = 0
-        self.launched_payload = 0
-        self.planned_increase = 0
-        self.cpu_window = None
-        self.cpu_corrections = 0
-        self.cpu_load = None
-        self.phase = "starting"
+        self.control = None
         self.seen = {}
         self.log = KernelLog()
 
@@ -103,23 +90,28 @@ class Supervisor(object):
     def path(self, name):
         return os.path.join(self.dir, name)
 
+    @property
+    def phase(self):
+        return self.control.phase if self.control else "starting"
+
     def write_status(self, **extra):
+        now = self.clock()
         status = {
             "state": self.phase if self.phase in ("starting", "ended", "failed") else "running",
             "phase": self.phase,
             "supervisor": state.pid_record(os.getpid()),
-            "started_at": self.started_at,
-            "deadline": self.deadline,
+            "started_at": self.control.started_at,
+            "deadline": self.control.deadline,
             "instances": [i.as_dict() for i in self.instances],
             "oom_kill_count": self.oom.total if self.oom else 0,
-            "stress_bytes": self.stress_bytes_now(),
-            "updated_at": round(time.time(), 3),
+            "stress_bytes": self.control.aim(now),
+            "updated_at": round(now, 3),
         }
         status.update(extra)
         state.write_json(self.path(state.STATUS), status)
 
     def event(self, name, **fields):
-        fields.update({"t": round(time.time(), 3), "event": name})
+        fields.update({"t": round(self.clock(), 3), "event": name})
         state.append_jsonl(self.path(state.EVENTS), fields)
 
     # -- launching ---------------------------------------------------------
@@ -147,134 +139,54 @@ class Supervisor(object):
             popen = subprocess.Popen(command, preexec_fn=self._attach_in_child, start_new_session=True,
                                      stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                      cwd=self.dir, close_fds=True)
-        instance = Instance(kind, argv, popen, nbytes)
+        instance = Instance(kind, argv, popen, nbytes, self.clock())
         self.instances.append(instance)
         self.event("launch", kind=kind, argv=argv, pid=popen.pid, bytes=nbytes)
         return instance
 
-    def remaining(self):
-        return max(1.0, self.deadline - time.time())
+    def argv_for(self, action, remaining):
+        stress_ng = self.spec["stress_ng"]
+        if action["kind"] == "memory":
+            memory = self.plan["memory"]
+            return memory_argv(stress_ng, action["workers"], action["bytes"], memory["method"], remaining,
+                               self.plan["on_oom"] == "stop", memory.get("churn"))
+        if action["kind"] == "cpu":
+            return cpu_argv(stress_ng, dict(self.plan["cpu"], per_worker_load=action["per_worker_load"]), remaining)
+        return io_argv(stress_ng, self.plan["io"], remaining)
 
-    def launch_memory(self, nbytes, workers, sample):
-        # Remembered so settling waits for the instances to fault their pages in.
-        self.launched_payload += nbytes
-        self.planned_increase += nbytes + instance_overhead(workers)
-        memory = self.plan["memory"]
-        argv = memory_argv(self.spec["stress_ng"], workers, nbytes, memory["method"], self.remaining(),
-                           self.plan["on_oom"] == "stop")
-        return self.launch("memory", argv, nbytes)
+    def apply(self, actions, exited=()):
+        """Carry out the core's actions; return the stop action if there is one."""
+        for action in actions:
+            remaining = self.control.remaining(self.clock())
+            if action["do"] == "launch":
+                if action["kind"] == "io":
+                    os.makedirs(self.plan["io"]["path"], 0o700)
+                self.launch(action["kind"], self.argv_for(action, remaining), action.get("bytes"))
+            elif action["do"] == "relaunch_cpu":
+                for instance in [i for i in self.instances if i.kind == "cpu"]:
+                    state.kill_group_verified(instance.record, self.proc_root, grace=0.5)
+                    instance.popen.wait()
+                    self.instances.remove(instance)
+                    self.ended_instances.append(instance)
+                self.launch("cpu", self.argv_for(dict(action, kind="cpu"), remaining))
+                self.event("cpu_corrected", measured_cores=action["measured_cores"],
+                           per_worker_load=action["per_worker_load"])
+            elif action["do"] == "respawn":
+                instance = exited[action["index"]]
+                self.launch(instance.kind, self._refresh_timeout(instance.argv, remaining), instance.nbytes)
+            elif action["do"] == "holding":
+                self.event("holding", achieved_increase_bytes=action["achieved_increase_bytes"])
+            elif action["do"] == "write_status":
+                self.write_status()
+            elif action["do"] == "stop":
+                return action
+        return None
 
-    # -- memory growth -----------------------------------------------------
-    def stress_bytes_now(self):
-        """The increase the experiment aims for at this moment (the ramp, then the full size)."""
-        memory = self.plan.get("memory")
-        if not memory or self.phase in ("starting", "ended", "failed"):
-            return None
-        ramp = memory["ramp_seconds"]
-        if not ramp:
-            return memory["bytes"]
-        done = min(1.0, max(0.0, (time.time() - self.started_at) / ramp))
-        return int(memory["bytes"] * done)
-
-    def increase(self, sample):
-        return (sample["working_set_bytes"] or 0) - self.baseline_ws
-
-    def step_due(self):
-        memory = self.plan["memory"]
-        if self.memory_added_steps >= memory["steps"]:
-            return False
-        if not memory["ramp_seconds"]:
-            return True
-        step_time = memory["ramp_seconds"] * (self.memory_added_steps + 0.5) / memory["steps"]
-        return time.time() - self.started_at >= step_time
-
-    def grow_memory(self, sample):
-        memory = self.plan["memory"]
-        if self.memory_added_steps == 0:
-            self.launch_memory(first_memory_step_bytes(memory), memory["workers"], sample)
-            self.memory_added_steps = 1
-            return
-        want = memory["bytes"] * (self.memory_added_steps + 1) // memory["steps"]
-        self.memory_added_steps += 1
-        # A slow or throttled container faults pages in late: never count less than was launched.
-        add = want - max(self.increase(sample), self.planned_increase) - instance_overhead(memory["workers"])
-        if memory["over_limit"]:
-            add = memory["bytes"] // memory["steps"]
-        if add >= MIB:
-            self.launch_memory(add, memory["workers"], sample)
-
-    def maybe_top_up(self, sample):
-        """After the last step settles, close any shortfall the overhead estimate left."""
-        memory = self.plan["memory"]
-        if memory["over_limit"] or self.topups >= MAX_TOPUPS:
-            self.phase = "holding"
-            return
-        short = memory["bytes"] - self.increase(sample)
-        # A top-up covers what the overhead estimate missed (it differs between kernels and cgroup
-        # versions); settled() has already waited for the last instance to fault its pages in.
-        short = min(short, memory["bytes"] // 2)
-        if short > max(2 * MIB, memory["bytes"] // 100) + instance_overhead(1):
-            self.topups += 1
-            self.launch_memory(short - instance_overhead(1), 1, sample)
-            self.settle_since, self.settle_ws = time.time(), None
-            return
-        self.phase = "holding"
-
-    def settled(self, sample):
-        """True once the instances faulted most of what they were given in and the working set stopped growing
-        (within 1 MiB over two samples), or time ran out (a throttled container allocates slowly)."""
-        ws = sample["working_set_bytes"] or 0
-        grown = self.increase(sample) >= 0.8 * self.launched_payload
-        stable = grown and self.settle_ws is not None and abs(ws - self.settle_ws) <= MIB
-        self.settle_ws = ws
-        waited = time.time() - self.settle_since
-        return stable and waited >= 1.0 or waited >= SETTLE_SECONDS
-
-    # -- CPU load control --------------------------------------------------
-    def stress_cpu_seconds(self, kind):
-        """CPU time used so far by the live processes of our ``kind`` instances."""
-        total = 0.0
-        members = self.members()
-        for instance in self.instances:
-            if instance.kind != kind:
-                continue
-            for pid in state.group_members(instance.record["pid"], instance.record["start_time"] or 0,
-                                           members, self.proc_root):
-                total += state.proc_cpu_seconds(pid, self.proc_root)
-        return total
-
-    def correct_cpu_load(self):
-        """stress-ng's duty cycle runs on wall time, so contention makes it undershoot: measure and relaunch."""
-        cpu = self.plan["cpu"]
-        now = time.time()
-        used = self.stress_cpu_seconds("cpu")
-        if self.cpu_window is None or used < self.cpu_window[1]:
-            self.cpu_window = (now, used)
-            return
-        start, before = self.cpu_window
-        if now - start < CPU_WINDOW_SECONDS:
-            return
-        self.cpu_window = (now, used)
-        measured = (used - before) / (now - start)
-        error_points = (measured - cpu["cores"]) / cpu["basis_cores"] * 100
-        if abs(error_points) <= CPU_TOLERANCE_POINTS or self.cpu_corrections >= MAX_CPU_CORRECTIONS:
-            return
-        current = self.cpu_load
-        # Half-way steps: measurements under contention are noisy, and a full step overshoots.
-        target = current * cpu["cores"] / measured if measured > 0 else current * 2
-        wanted = int(round(min(100, max(1, current + (target - current) * CPU_GAIN))))
-        if wanted == current:
-            return
-        self.cpu_corrections += 1
-        self.cpu_load = wanted
-        for instance in [i for i in self.instances if i.kind == "cpu"]:
-            state.kill_group_verified(instance.record, self.proc_root, grace=0.5)
-            instance.popen.wait()
-            self.instances.remove(instance)
-            self.ended_instances.append(instance)
-        self.launch("cpu", cpu_argv(self.spec["stress_ng"], dict(cpu, per_worker_load=wanted), self.remaining()))
-        self.event("cpu_corrected", measured_cores=round(measured, 3), per_worker_load=wanted)
-        self.cpu_window = None
+    @staticmethod
+    def _refresh_timeout(argv, remaining):
+        argv = list(argv)
+        argv[argv.index("--timeout") + 1] = "%ds" % (int(remaining) + 2)
+        return argv
 
     # -- watching ----------------------------------------------------------
     def members(self):
@@ -288,13 +200,21 @@ class Supervisor(object):
             out.add(instance.record["pid"])
         return out
 
-    def target_gone(self, members, stressors):
-        primary = self.target["dirs"].get("memory") or self.target["dirs"].get("unified")
-        if not os.path.isdir(primary):
+    def stress_cpu_seconds(self, kind, members):
+        """CPU time used so far by the live processes of our ``kind`` instances."""
+        total = 0.0
+        for instance in self.instances:
+            if instance.kind != kind:
+                continue
+            for pid in state.group_members(instance.record["pid"], instance.record["start_time"] or 0,
+                                           members, self.proc_root):
+                total += state.proc_cpu_seconds(pid, self.proc_root)
+        return total
+
+    def target_gone(self):
+        if not os.path.isdir(self.primary_dir):
             return True
-        if self.app_records and not any(state.is_alive(r, self.proc_root) for r in self.app_records):
-            return True
-        return False
+        return bool(self.app_records) and not any(state.is_alive(r, self.proc_root) for r in self.app_records)
 
     def check_oom(self, sample, stressors):
         kills = self.log.read() if self.log.available else []
@@ -305,18 +225,15 @@ class Supervisor(object):
             state.append_jsonl(self.path(state.EVENTS), dict(kill, event="oom_kill"))
         return found
 
-    def heartbeat_lost(self):
-        timeout = self.plan.get("heartbeat_timeout_seconds")
-        if not timeout:
-            return False
+    def heartbeat_at(self):
         try:
-            last = os.stat(self.path(state.HEARTBEAT)).st_mtime
+            return os.stat(self.path(state.HEARTBEAT)).st_mtime
         except OSError:
-            last = self.started_at
-        return time.time() - last > timeout
+            return None
 
-    def reap(self, found_ooms):
-        """Notice instances that exited; respawn them when keeping pressure."""
+    def reap(self):
+        """The instances that exited since the last look, with the attach error of each (or None)."""
+        exited = []
         for instance in list(self.instances):
             code = instance.popen.poll()
             if code is None:
@@ -324,29 +241,19 @@ class Supervisor(object):
             self.instances.remove(instance)
             self.ended_instances.append(instance)
             self.event("exit", kind=instance.kind, pid=instance.record["pid"], code=code)
+            error = None
             if code == 111 and os.path.exists(self.path("attach_error")):
-                return "attach_failed"
-            if time.time() >= self.deadline - 1:
-                continue
-            stressor_oom = any(k["victim"] == "stressor" for k in found_ooms) or self.oom.total > 0
-            if self.plan["on_oom"] == "stop" and stressor_oom:
-                return "oom"
-            if self.respawns < MAX_RESPAWNS:
-                self.respawns += 1
-                self.launch(instance.kind, self._refresh_timeout(instance.argv), instance.nbytes)
-        return None
-
-    def _refresh_timeout(self, argv):
-        argv = list(argv)
-        argv[argv.index("--timeout") + 1] = "%ds" % (int(self.remaining()) + 2)
-        return argv
+                with open(self.path("attach_error")) as handle:
+                    error = handle.read()
+            exited.append((instance, error))
+        return exited
 
     # -- ending ------------------------------------------------------------
     def on_signal(self, signum, _frame):
         self.stop_reason = "stop" if os.path.exists(self.path(state.STOP)) else "signal"
 
     def end(self, reason, detail=None):
-        self.phase = "ending"
+        self.control.phase = "ending"
         survivors = []
         for instance in self.instances:
             survivors += state.kill_group_verified(instance.record, self.proc_root, grace=1.0)
@@ -354,17 +261,16 @@ class Supervisor(object):
                 instance.popen.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 survivors.append(instance.record["pid"])
-        ended_at = time.time()
+        ended_at = self.clock()
         leftover = sorted(self.stressor_pids(self.members()) & set(self.members()))
         released = None
         if self.plan.get("memory"):
-            deadline = time.time() + 5
+            deadline = self.clock() + 5
             while True:
-                sample = read_sample(self.target, self.reader)
-                released = self.increase(sample) <= max(8 * MIB, self.plan["memory"]["bytes"] // 20)
-                if released or time.time() > deadline or not os.path.isdir(self.primary_dir):
+                released = self.control.memory_released(read_sample(self.target, self.reader)["working_set_bytes"])
+                if released or self.clock() > deadline or not os.path.isdir(self.primary_dir):
                     break
-                time.sleep(0.2)
+                self.sleep(0.2)
         if self.plan.get("io"):
             shutil.rmtree(self.plan["io"]["path"], ignore_errors=True)
         if self.oom is not None:
@@ -380,21 +286,21 @@ class Supervisor(object):
             "status": status,
             "reason": reason,
             "detail": detail,
-            "started_at": self.started_at,
+            "started_at": self.control.started_at,
             "ended_at": round(ended_at, 3),
-            "deadline": self.deadline,
+            "deadline": self.control.deadline,
             "peak_working_set_bytes": peak,
-            "baseline_working_set_bytes": self.baseline_ws,
-            "achieved_increase_bytes": self.achieved,
+            "baseline_working_set_bytes": self.control.baseline_ws,
+            "achieved_increase_bytes": self.control.achieved,
             "oom_kill_count": self.oom.total if self.oom else 0,
             "oom_kills": self.oom_kills,
-            "respawns": self.respawns,
+            "respawns": self.control.respawns,
             "processes_left": sorted(set(survivors) | set(leftover)),
             "memory_released": released,
             "instances": [i.as_dict() for i in self.ended_instances + self.instances],
         }
         state.write_json(self.path(state.OUTCOME), outcome)
-        self.phase = "ended"
+        self.control.phase = "ended"
         self.instances = []
         self.write_status(status=status, reason=reason, ended_at=outcome["ended_at"])
         self.event("end", reason=reason, status=status)
@@ -405,9 +311,7 @@ class Supervisor(object):
     def run(self):
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, self.on_signal)
-        self.started_at = round(time.time(), 3)
-        self.deadline = round(self.started_at + self.plan["duration_seconds"], 3)
-        self.primary_dir = self.target["dirs"].get("memory") or self.target["dirs"].get("unified")
+        started_at = round(self.clock(), 3)
         memory = self.reader.memory_stats()
         self.oom = OomTracker(self.target["path"], memory.get("oom_group"), memory.get("oom_kill_count"))
         members = self.members()
@@ -415,84 +319,57 @@ class Supervisor(object):
         for pid in members:
             self.seen[pid] = process_comm(self.proc_root, pid)
         first = read_sample(self.target, self.reader)
-        self.baseline_ws = first["working_set_bytes"] or 0
-        self.achieved = None
+        self.control = Control(self.plan, started_at, first["working_set_bytes"] or 0)
         self.write_status()
         try:
-            if self.plan.get("io"):
-                os.makedirs(self.plan["io"]["path"], 0o700)
-                self.launch("io", io_argv(self.spec["stress_ng"], self.plan["io"], self.remaining()))
-            if self.plan.get("cpu"):
-                self.cpu_load = self.plan["cpu"]["per_worker_load"]
-                self.launch("cpu", cpu_argv(self.spec["stress_ng"], self.plan["cpu"], self.remaining()))
-            if self.plan.get("memory"):
-                self.grow_memory(first)
+            self.apply(self.control.start(self.clock()))
         except OSError as exc:
             return self.end("attach_failed", "cannot start stress-ng: %s" % exc)
-        self.phase = "ramping" if self.plan.get("memory") else "holding"
-        self.settle_since, self.settle_ws = time.time(), None
         return self.loop()
 
     def loop(self):
         interval = self.plan["sample_interval_seconds"]
-        next_sample = time.time()
+        next_sample = self.clock()
         self.write_status()
         while True:
-            now = time.time()
-            if self.stop_reason or os.path.exists(self.path(state.STOP)):
-                return self.end(self.stop_reason if self.stop_reason == "signal" else "stop")
-            if now >= self.deadline:
-                return self.end("deadline")
-            if self.heartbeat_lost():
-                return self.end("heartbeat")
-            if self.phase == "ramping" and self.step_due():
-                # Ramp steps run on the control tick, not the sample tick, so they land on time.
-                self.grow_memory(read_sample(self.target, self.reader))
-                self.settle_since, self.settle_ws = time.time(), None
+            now = self.clock()
+            requested = self.stop_reason or ("stop" if os.path.exists(self.path(state.STOP)) else None)
+            ended = self.control.ending(now, requested, self.heartbeat_at())
+            if ended:
+                return self.end(ended["reason"], ended["detail"])
+            if self.control.step_due(now):
+                self.apply(self.control.ramp(now, read_sample(self.target, self.reader)["working_set_bytes"]))
             if now >= next_sample:
                 next_sample += interval
                 if not os.path.isdir(self.primary_dir):
                     return self.end("target_gone", "the target cgroup was removed")
-                members = self.members()
-                for pid in members:
-                    if pid not in self.seen:
-                        self.seen[pid] = process_comm(self.proc_root, pid)
-                stressors = self.stressor_pids(members)
-                sample = read_sample(self.target, self.reader, stress_bytes=self.stress_bytes_now())
-                state.append_jsonl(self.path(state.SAMPLES), sample)
-                found = self.check_oom(sample, stressors)
-                reason = self.evaluate(sample, members, stressors, found)
-                if reason:
-                    return self.end(*reason)
-                self.write_status(latest_sample=sample)
-            time.sleep(CONTROL_TICK)
+                ended = self.on_sample(now)
+                if ended:
+                    return self.end(ended["reason"], ended["detail"])
+            self.sleep(self.control.tick())
 
-    def evaluate(self, sample, members, stressors, found):
-        guard = self.plan["guard"]
-        if guard["stop_if_target_gone"] and self.target_gone(members, stressors):
-            return ("target_gone", "the target's processes are gone (restarted or removed)")
-        limit = guard.get("max_working_set_bytes")
-        if limit and (sample["working_set_bytes"] or 0) > limit:
-            return ("guard:max_working_set", "working set %d above %d" % (sample["working_set_bytes"], limit))
-        if guard["stop_on_app_oom_kill"] and any(k["victim"] == "app" for k in found):
-            return ("guard:app_oom_kill", "the OOM killer took an application process")
-        if self.plan.get("cpu"):
-            self.correct_cpu_load()
-        exit_reason = self.reap(found)
-        if exit_reason:
-            detail = open(self.path("attach_error")).read() if exit_reason == "attach_failed" else None
-            return (exit_reason, detail)
-        if self.plan.get("memory") and self.phase in ("ramping", "settling"):
-            if self.phase == "ramping" and self.step_due():
-                self.grow_memory(sample)
-                self.settle_since, self.settle_ws = time.time(), None
-            if self.memory_added_steps >= self.plan["memory"]["steps"]:
-                self.phase = "settling"
-                if self.settled(sample):
-                    self.maybe_top_up(sample)
-                    if self.phase == "holding":
-                        self.achieved = self.increase(sample)
-                        self.event("holding", achieved_increase_bytes=self.achieved)
+    def on_sample(self, now):
+        """Read the target, record the sample, and carry out what the core decides on it."""
+        members = self.members()
+        for pid in members:
+            if pid not in self.seen:
+                self.seen[pid] = process_comm(self.proc_root, pid)
+        stressors = self.stressor_pids(members)
+        sample = read_sample(self.target, self.reader, stress_bytes=self.control.aim(now))
+        state.append_jsonl(self.path(state.SAMPLES), sample)
+        found = self.check_oom(sample, stressors)
+        exited = self.reap()
+        actions = self.control.on_sample(
+            now, sample["working_set_bytes"],
+            target_gone=self.plan["guard"]["stop_if_target_gone"] and self.target_gone(),
+            app_oom=any(k["victim"] == "app" for k in found),
+            cpu_seconds=self.stress_cpu_seconds("cpu", members) if self.plan.get("cpu") else None,
+            exits=[error for _instance, error in exited],
+            stressor_oom=any(k["victim"] == "stressor" for k in found) or self.oom.total > 0)
+        ended = self.apply(actions, [instance for instance, _error in exited])
+        if ended:
+            return ended
+        self.write_status(latest_sample=sample)
         return None
 
 

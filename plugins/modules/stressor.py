@@ -76,8 +76,19 @@ options:
           - Time to grow linearly to the full size (V(30s), V(2m)). Memory is then added in up to 20 steps.
         type: str
       method:
-        description: A stress-ng C(--vm-method).
+        description:
+          - A stress-ng C(--vm-method), the pattern the pages are written with. Without O(memory.churn) each page
+            is written once with it.
         type: str
+      churn:
+        description:
+          - Keep rewriting the pages (stress-ng C(--vm-keep) alone) instead of writing them once and holding them.
+          - Default V(false) holds the memory without using CPU (C(--vm-keep --vm-hang 0)), so a memory
+            experiment adds memory pressure and nothing else.
+          - V(true) adds page activity on purpose. It burns CPU (up to one core per worker, capped by the
+            target's quota) and the working set can rise by a few MiB for a few seconds as the vm method changes.
+        type: bool
+        default: false
   cpu:
     description: CPU stress.
     type: dict
@@ -325,6 +336,7 @@ def argument_spec():
             workers=dict(type="int", default=1),
             ramp=dict(type="str"),
             method=dict(type="str"),
+            churn=dict(type="bool", default=False),
         ), mutually_exclusive=[["size", "target_usage"]], required_one_of=[["size", "target_usage"]]),
         cpu=dict(type="dict", options=dict(
             load=dict(type="float", required=True),

@@ -1,25 +1,35 @@
-"""Request against achieved, read from the target's cgroup every 100 ms (tests and `make bench` share it).
+"""Measure what an experiment does to its target, from the target's cgroup (cgroup v1, on this host).
 
-- ``measure_memory``: run the stressor module with a memory request; steady increase, peak, side CPU, OOM kills.
-- ``measure_cpu``: run the stressor module with a CPU load; cores burned over a 10 s window.
-- ``measure_peer_memory`` / ``measure_peer_cpu``: the same figures for stress-ng as peer tools invoke it.
-The sampler and the summary are tests/lab/peer_stress.py's, so both sides are measured alike.
+Shared by tests/integration/test_fidelity.py (a few cases, tolerances that hold on a loaded machine)
+and the fidelity benchmark (the full table, the issue's exact targets). Everything is read from the
+kernel every 100 ms, independently of the supervisor's own samples.
+
+- ``memory_case(state_dir, container, memory, ...)`` starts a memory experiment through the stressor
+  module, samples the working set from before the start until it holds, then stops it; returns the
+  request, the baseline, every sample, the peak, the steady increase, the side CPU and the OOM kills.
+- ``cpu_case(state_dir, container, load, ...)`` starts a CPU experiment and returns the share of the
+  quota burnt over a window of 10 s or more.
+- ``overshoot_allowed(request)`` and ``ramp_deviation(case)`` are the issue's yardsticks.
+- ``peer_memory_case`` / ``peer_cpu_case``: the same figures for stress-ng as peer tools invoke it
+  (tests/lab/peer_stress.py, whose cgroup readers serve v1 and the v2 VM alike).
+- ``RUNNER["module"]``: how a module runs, through Ansible, or ``module_directly`` inside the TCG VM.
 """
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
-from tests.integration.ansible_helpers import comm, is_zombie, ok, wait_for
+from tests.integration.ansible_helpers import comm, is_zombie, median, ok, wait_for
 from tests.lab import peer_stress
-from tests.lab.peer_stress import Sampler, cgroup_file, cpu_seconds, oom_kills, settled_working_set, summarize
+from tests.lab.peer_stress import cgroup_file, cpu_seconds, oom_kills, working_set
 
 MI = 1024 * 1024
+SAMPLE_SECONDS = 0.1
 
 
 def module_directly(module, args, python="/usr/bin/python3"):
@@ -38,9 +48,109 @@ def module_directly(module, args, python="/usr/bin/python3"):
     return result
 
 
-# How the measurements run a module: through Ansible on localhost, or module_directly inside the TCG VM,
+# How the cases run a module: through Ansible on localhost, or module_directly inside the TCG VM,
 # where starting Ansible takes most of a minute.
 RUNNER = {"module": ok}
+
+
+def phase(state_dir, name):
+    from ansible_collections.chaosfleet.stress.plugins.module_utils._experiment import Experiment
+    return Experiment(state_dir, name).status().get("phase")
+
+
+def overshoot_allowed(request):
+    """The most the working set may exceed the request by, at any sample: the larger of 1 % and 2 MiB."""
+    return max(request // 100, 2 * MI)
+
+
+class Sampler(object):
+    """Reads the target's working set every 100 ms in a thread: (time, increase over the baseline)."""
+
+    def __init__(self, cgroup_path, baseline):
+        self.path, self.baseline, self.points, self._done = cgroup_path, baseline, [], threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._done.is_set():
+            try:
+                self.points.append((time.time(), working_set(self.path) - self.baseline))
+            except OSError:
+                pass  # the cgroup went away: the caller's assertions say why
+            self._done.wait(SAMPLE_SECONDS)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc):
+        self._done.set()
+        self._thread.join()
+
+
+def memory_case(state_dir, container, memory, name=None, hold_seconds=3.0, cpu_window=3.0, timeout=60, inspect=None,
+                **params):
+    """Run one memory experiment to its hold and measure it; always stops it.
+
+    ``inspect()`` runs while it holds (to see where the stress processes are), before it stops.
+    """
+    path = container["cgroup_path"]
+    name = name or "fid-%d" % int(time.time() * 1000)
+    baseline = median([working_set(path) for _ in range(5)])
+    oom_before = oom_kills(path)
+    args = dict(name=name, container_id=container["id"], state_dir=state_dir, duration="%ds" % (timeout + 30),
+                memory=memory)
+    args.update(params)
+    result = {"name": name, "baseline_bytes": baseline}
+    try:
+        with Sampler(path, baseline) as sampler:
+            started = RUNNER["module"]("stressor", args)
+            result.update(request_bytes=started["requested"]["memory_bytes"], started_at=started["started_at"],
+                          ramp_seconds=started["requested"]["ramp_seconds"])
+            deadline = time.time() + timeout
+            while phase(state_dir, name) != "holding" and time.time() < deadline:
+                time.sleep(0.2)
+            result["held"] = phase(state_dir, name) == "holding"
+            held_at = time.time()
+            cpu_before = cpu_seconds(path)
+            time.sleep(max(hold_seconds, cpu_window))
+            result["side_cpu_cores"] = (cpu_seconds(path) - cpu_before) / (time.time() - held_at)
+            if inspect:
+                inspect()
+        result["samples"] = sampler.points
+        result["hold_samples"] = [v for t, v in sampler.points if t >= held_at]
+    finally:
+        stopped = RUNNER["module"]("stressor", {"name": name, "state": "absent", "state_dir": state_dir})
+    result["stopped"] = stopped["status"]
+    result["peak_bytes"] = max(v for _t, v in result["samples"])
+    result["steady_bytes"] = median(result["hold_samples"][-10:])
+    result["oom_kills"] = oom_kills(path) - oom_before
+    return result
+
+
+def ramp_deviation(case):
+    """Worst distance of the working set from the ramp's line, as a share of the request, over the ramp."""
+    request, ramp, t0 = case["request_bytes"], case["ramp_seconds"], case["started_at"]
+    inside = [(t - t0, v) for t, v in case["samples"] if 0 <= t - t0 <= ramp]
+    return max(abs(v - request * t / ramp) for t, v in inside) / request
+
+
+def cpu_case(state_dir, container, load, warmup=8.0, window=10.0, **params):
+    """Percent of the target's quota burnt over ``window`` seconds after ``warmup``; always stops it."""
+    path = container["cgroup_path"]
+    name = "fid-cpu-%d" % int(time.time() * 1000)
+    args = dict(name=name, container_id=container["id"], state_dir=state_dir, duration="%ds" % (warmup + window + 30),
+                cpu={"load": load})
+    args.update(params)
+    try:
+        started = RUNNER["module"]("stressor", args)
+        time.sleep(warmup)
+        before, t0 = cpu_seconds(path), time.time()
+        time.sleep(window)
+        cores = (cpu_seconds(path) - before) / (time.time() - t0)
+    finally:
+        RUNNER["module"]("stressor", {"name": name, "state": "absent", "state_dir": state_dir})
+    basis = started["plan"]["cpu"]["basis_cores"]
+    return {"load": load, "basis_cores": basis, "cores": cores, "percent_of_quota": cores / basis * 100}
 
 
 def stress_pids(cgroup_path):
@@ -50,66 +160,19 @@ def stress_pids(cgroup_path):
     return [p for p in pids if (comm(p) or "").startswith("stress-ng") and not is_zombie(p)]
 
 
-def phase(state_dir, name):
-    from ansible_collections.chaosfleet.stress.plugins.module_utils._experiment import Experiment
-    return Experiment(state_dir, name).status().get("phase")
-
-
-def stop(state_dir, name, cgroup_path):
-    """Stop the experiment, remove its record, and wait until its stress processes are gone."""
-    RUNNER["module"]("stressor", dict(name=name, state="absent", state_dir=state_dir))
-    shutil.rmtree(os.path.join(state_dir, "experiments", name), ignore_errors=True)
-    wait_for(lambda: not stress_pids(cgroup_path), 15)
-
-
-def measure_memory(container_id, cgroup_path, state_dir, memory, hold=3.0, name="fidelity", inspect=None):
-    """Start a memory experiment, wait for the module's hold phase, and measure it over `hold` seconds.
-
-    Returns summarize()'s figures plus settle_seconds (start to hold). ``inspect`` is called while
-    holding (to check where the stress processes run) before the experiment stops.
-    """
-    baseline, oom_before = settled_working_set(cgroup_path), oom_kills(cgroup_path)
-    with Sampler(cgroup_path) as sampler:
-        started = time.monotonic()
-        try:
-            RUNNER["module"]("stressor", dict(name=name, container_id=container_id, state_dir=state_dir,
-                                              duration="120s", memory=memory))
-            holding = wait_for(lambda: phase(state_dir, name) in ("holding", "ending", "ended"), 90)
-            hold_from = time.monotonic()
-            time.sleep(hold)
-            hold_to = time.monotonic()
-            if inspect:
-                inspect()
-        finally:
-            stop(state_dir, name, cgroup_path)
-    result = summarize(sampler.samples, baseline, hold_from, hold_to, oom_before)
-    result.update(settle_seconds=hold_from - started, reached_hold=bool(holding), baseline_bytes=baseline)
-    return result
-
-
 def cores_over(cgroup_path, seconds):
     before, started = cpu_seconds(cgroup_path), time.monotonic()
     time.sleep(seconds)
     return (cpu_seconds(cgroup_path) - before) / (time.monotonic() - started)
 
 
-def measure_cpu(container_id, cgroup_path, state_dir, load, window=10.0, warmup=2.0, name="fidelity-cpu"):
-    """Cores the cgroup burns over `window` seconds with a CPU experiment at `load` percent of its quota."""
-    RUNNER["module"]("stressor", dict(name=name, container_id=container_id, state_dir=state_dir, duration="120s",
-                                      cpu={"load": load}))
-    try:
-        time.sleep(warmup)
-        return cores_over(cgroup_path, window)
-    finally:
-        stop(state_dir, name, cgroup_path)
-
-
-def measure_peer_memory(cgroup_path, args, seconds=6.0):
-    """peer_stress.run: stress-ng with the user's numbers passed straight through."""
+def peer_memory_case(cgroup_path, args, seconds=6.0):
+    """stress-ng with the user's numbers passed straight through: steady, peak, side CPU, OOM kills."""
     return peer_stress.run(cgroup_path, seconds, args)
 
 
-def measure_peer_cpu(cgroup_path, args, window=10.0, warmup=2.0):
+def peer_cpu_case(cgroup_path, args, warmup=8.0, window=10.0):
+    """Cores stress-ng burns in the cgroup over ``window`` seconds after ``warmup``."""
     proc = subprocess.Popen(["stress-ng"] + args + ["--timeout", "%ds" % (warmup + window + 5)],
                             preexec_fn=peer_stress.attach_to(cgroup_path), start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
