@@ -4,12 +4,16 @@ Each engine starts once per session (engine_fixtures.py). Effects are read from 
 every 100 ms, and the stress processes' placement from /proc/<pid>/cgroup and the engine's own `ps`.
 """
 
+import os
+import signal
 from pathlib import Path
 
 import pytest
 
-from tests.integration.ansible_helpers import ok, read_int, stress_pids, wait_for, working_set
-from tests.integration.engine_fixtures import engine_container, engine_exec
+from tests.integration.ansible_helpers import cgroup_pids, ok, read_int, stress_pids, wait_for, working_set
+from tests.integration.engine_fixtures import (
+    STATE_DIR, create_engine, destroy_engine, engine_container, engine_exec, engine_unavailable, new_engine_prefix,
+)
 from tests.integration.fidelity import memory_case, overshoot_allowed
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
@@ -88,3 +92,44 @@ def test_memory_stress_lands_inside_and_is_sized(request, state_dir, runtime, me
     assert got["side_cpu_cores"] <= 0.02, figures
     assert got["oom_kills"] == 0, figures
     assert wait_for(lambda: not stress_pids(path) and working_set(path) < got["baseline_bytes"] + 8 * MI, 15)
+
+
+def leftovers(state):
+    """What of an engine lab still exists: processes naming its run dir, its cgroups, its dirs and state file."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and state["run_dir"].encode() in (entry / "cmdline").read_bytes():
+                found.append("pid %s" % entry.name)
+        except OSError:
+            pass
+    paths = [state["daemon_cgroup"]] + [c["cgroup_path"] for c in state["containers"]]
+    found += [p for p in paths if Path("/sys/fs/cgroup/memory" + p).exists()]
+    found += [p for p in (state["run_dir"], str(STATE_DIR / (state["prefix"] + ".json"))) if Path(p).exists()]
+    return found
+
+
+def test_down_after_the_daemon_died_leaves_nothing():
+    """A crashed dockerd leaves its shim and container running; down still removes every part of the lab."""
+    if engine_unavailable("docker"):
+        pytest.skip(engine_unavailable("docker"))
+    state = create_engine("docker")
+    try:
+        container = engine_container(state)
+        assert cgroup_pids(container["cgroup_path"])
+        os.kill(int(Path(state["pidfile"]).read_text()), signal.SIGKILL)
+        assert wait_for(lambda: not Path("/proc/%d" % state["daemon_pid"]).exists(), 10)
+        assert cgroup_pids(container["cgroup_path"]), "the container should outlive its daemon"
+    finally:
+        destroy_engine(state["prefix"])
+    assert leftovers(state) == []
+
+
+def test_a_failed_up_takes_itself_down():
+    if engine_unavailable("podman"):
+        pytest.skip(engine_unavailable("podman"))
+    prefix = new_engine_prefix("podman")
+    with pytest.raises(RuntimeError, match="podman"):
+        create_engine("podman", prefix, "--memory", "not-a-size")
+    state = {"prefix": prefix, "run_dir": "/run/" + prefix, "daemon_cgroup": "/" + prefix, "containers": []}
+    assert leftovers(state) == []
