@@ -326,16 +326,8 @@ def down(prefix, state_dir):
 
 
 def all_prefixes(state_dir):
-    """Every engine lab on this host: state files, /run dirs and cgroups with the cfdock- prefix only."""
-    found = set()
-    if Path(state_dir).is_dir():
-        found.update(p.name[:-len(".json")] for p in Path(state_dir).glob("cfdock-*.json"))
-    for _name, mountpoint, root in lab.cgroup_hierarchies():
-        if root == "/" and os.path.isdir(mountpoint):
-            found.update(entry for entry in os.listdir(mountpoint) if entry.startswith("cfdock-"))
-    if lab.RUN_BASE.is_dir():
-        found.update(p.name for p in lab.RUN_BASE.glob("cfdock-*"))
-    return sorted(p for p in found if PREFIX_RE.match(p))
+    """Every engine lab on this host (cfdock- state files, /run dirs and cgroups), and nothing else."""
+    return lab.all_prefixes(state_dir, "cfdock-", PREFIX_RE)
 
 
 # ---------------------------------------------------------------- CLI
