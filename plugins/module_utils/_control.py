@@ -177,9 +177,10 @@ class Control(object):
         return min(2.0, max(0.5, real / self.planned_overhead))
 
     def settled(self, now, ws):
-        """True once the instances faulted most of what they were given in and the working set stopped growing
-        (within 1 MiB over two samples), or time ran out (a throttled container allocates slowly)."""
-        grown = self.increase(ws) >= 0.8 * self.launched_payload
+        """True once the instances faulted their payload in (and half their estimated overhead) and the working
+        set stopped growing (within 1 MiB over two samples), or time ran out (a throttled container allocates
+        slowly). A top-up sized before that would count pages that are still on their way."""
+        grown = self.increase(ws) >= self.launched_payload + self.planned_overhead // 2
         stable = grown and self.settle_ws is not None and abs((ws or 0) - self.settle_ws) <= MIB
         self.settle_ws = ws or 0
         waited = now - self.settle_since

@@ -80,19 +80,19 @@ def test_ramp_is_close_to_linear(lab, state_dir):
     container = lab_container(lab, "hello")
     baseline = settled_working_set(container)
     ramp, size = 10.0, 200 * MI
-    start(state_dir, "ramp", container, memory={"size": "200Mi", "ramp": "10s"})
-    t0 = time.time()
+    # The line starts when the supervisor does, which on a loaded machine is seconds before the module returns.
+    t0 = start(state_dir, "ramp", container, memory={"size": "200Mi", "ramp": "10s"})["started_at"]
     points = []
     while time.time() - t0 < ramp + 5:
         points.append((time.time() - t0, working_set(container["cgroup_path"]) - baseline))
         time.sleep(0.25)
     inside = [(t, v) for t, v in points if 1.0 <= t <= ramp - 1.0]
-    # Within the ramp, the working set follows size*t/ramp to within a tenth of the size (steps of 1/10).
+    # Within the ramp, the working set follows size*t/ramp (tests/integration/test_fidelity.py holds it closer).
     worst = max(abs(v - size * t / ramp) for t, v in inside)
     assert worst <= 0.15 * size, "worst deviation %.1f MiB from the line" % (worst / MI)
     assert points[-1][1] >= 0.95 * size
-    firsts = [v for t, v in points if t < 1.0]
-    assert min(firsts) < 0.2 * size, "memory arrived all at once, not ramped"
+    t, first = points[0]
+    assert first < size * t / ramp + 0.2 * size, "memory arrived all at once, not ramped"
 
 
 def cpu_cores_used(container, seconds):
@@ -156,7 +156,9 @@ def test_heartbeat_keeps_it_alive_and_present_twice_is_one_experiment(lab, state
         time.sleep(4)
         again = start(state_dir, "beat", container, **args)
         assert again["changed"] is False and again["status"] == "running"
-        assert again["pids"] == first["pids"]
+        # The same supervisor and instances (a top-up may have joined them).
+        assert again["supervisor_pid"] == first["supervisor_pid"]
+        assert again["pids"][:len(first["pids"])] == first["pids"]
     assert stress_pids(container["cgroup_path"])
 
 
@@ -205,8 +207,10 @@ def test_check_mode_returns_the_plan_and_starts_nothing(lab, state_dir):
     assert result["changed"] is True and result["status"] == "would_start"
     argv = result["argv"][0]
     assert argv[argv.index("--vm") + 1] == "4"
-    # The total goes to --vm-bytes (stress-ng divides it), less the stressor's own overhead.
-    assert 190 * MI <= int(argv[argv.index("--vm-bytes") + 1]) < 200 * MI
+    # The total goes to --vm-bytes (stress-ng divides it), less the stressor's own overhead and the few MiB
+    # left for the top-up that brings it to the exact size.
+    assert 180 * MI <= int(argv[argv.index("--vm-bytes") + 1]) < 200 * MI
+    assert argv[argv.index("--vm-keep") + 1:argv.index("--vm-keep") + 3] == ["--vm-hang", "0"]  # holds, no churn
     assert not os.path.exists(os.path.join(state_dir, "experiments", "dry"))
     assert not stress_pids(container["cgroup_path"])
 
@@ -258,7 +262,8 @@ def test_reusing_a_running_name_with_other_parameters_is_refused(lab, state_dir)
                                       duration="60s", memory={"size": "40Mi"}))
     assert "running with different parameters" in message
     stopped = ok("stressor", {"name": "reuse", "state": "absent", "state_dir": state_dir})
-    assert [i["pid"] for i in stopped["outcome"]["instances"]] == first["pids"]
+    # The instances it started with (a top-up may have joined them) were stopped.
+    assert [i["pid"] for i in stopped["outcome"]["instances"]][:len(first["pids"])] == first["pids"]
 
 
 def test_a_second_experiment_on_the_same_target_is_refused(lab, state_dir):
