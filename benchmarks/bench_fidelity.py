@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Fidelity: what was asked against what the target's cgroup shows, beside stress-ng as peer tools invoke it.
 
-    .venv/bin/python benchmarks/bench_fidelity.py [--only memory|cpu] [--no-vm] [--json FILE]
+    .venv/bin/python benchmarks/bench_fidelity.py [--only memory|vm|cpu ...] [--json FILE]
 
 Targets: runc pods of the lab (tests/lab/lab.py), one with its CPU quota lifted, a Docker and a Podman
 container (tests/lab/engines.py). Each memory case runs twice on the same target: the stressor module
@@ -48,6 +48,7 @@ from tests.lab.peer_stress import V2, cgroup_file  # noqa: E402
 MI = 1024 * 1024
 LIMIT_MARGIN = 32 * MI
 CPU_QUOTAS = (0.5, 1.0, 1.5)
+SECTIONS = ("memory", "vm", "cpu")
 CPU_LOADS = (10, 25, 50, 75, 100)
 
 
@@ -146,7 +147,9 @@ def print_memory_row(row, flush=False):
     for figures in (row["ours"], row["peer"]):
         if figures is not row["ours"]:
             cells.append("`%s`" % " ".join(row["peer_argv"]))
-        cells += ["%s (%+.1f%%)" % (mib(figures["steady_bytes"]), 100.0 * (figures["steady_bytes"] - meant) / meant),
+        never_held = " never held" if figures.get("held") is False else ""
+        cells += ["%s (%+.1f%%)%s" % (mib(figures["steady_bytes"]), 100.0 * (figures["steady_bytes"] - meant) / meant,
+                                      never_held),
                   "%+.1f MiB" % ((figures["peak_bytes"] - meant) / MI),
                   "%.3f cores" % figures["side_cpu_cores"], "%d" % figures["oom_kills"]]
     print("| " + " | ".join(cells) + " |", flush=flush)
@@ -235,19 +238,21 @@ def stop_all(state_dir):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--only", choices=("memory", "cpu"))
-    parser.add_argument("--no-vm", action="store_true", help="leave out the memory cases on the cgroup v2 VM")
+    parser.add_argument("--only", action="append", choices=SECTIONS,
+                        help="run only this section (repeatable): memory (runc, Docker, Podman), vm (memory on the "
+                             "cgroup v2 VM, slow), cpu; default all")
     parser.add_argument("--json", help="also write every figure to this file")
     parser.add_argument("--guest-lab", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.guest_lab:
         return guest_rows(args.guest_lab)
+    sections = args.only or SECTIONS
     state_dir = "/run/cflab-bench-%s-experiments" % secrets.token_hex(2)
     labs, engines = [], []
     results = {"started": time.time()}
     try:
         targets = {}
-        if args.only != "cpu":
+        if "memory" in sections:
             lab = create_lab("cflab-bench" + secrets.token_hex(2))
             labs.append(lab["prefix"])
             hello = lab_container(lab, "hello")
@@ -256,21 +261,22 @@ def main():
             checkout = lab_container(lab, "checkout")
             targets["no-quota"] = target("runc pod checkout", checkout["id"], checkout["cgroup_path"])
         for engine, extra in (("docker", ("--cpus", "1")), ("podman", ())):
-            if engine_unavailable(engine) or (engine == "podman" and args.only == "cpu"):
+            if engine_unavailable(engine) or (engine == "podman" and "memory" not in sections) or (
+                    engine == "docker" and not {"memory", "cpu"} & set(sections)):
                 continue
             state = create_engine(engine, None, *extra)
             engines.append(state["prefix"])
             container = engine_container(state)
             targets[engine] = target("%s container" % engine.capitalize(), container["id"], container["cgroup_path"])
             targets[engine]["prefix"] = state["prefix"]
-        if args.only != "cpu":
+        if {"memory", "vm"} & set(sections):
             print("Memory, %s at the start" % load_average())
             print(MEMORY_HEADER, flush=True)
-            results["memory"] = run_memory(targets, state_dir)
-            if not args.no_vm:
+            results["memory"] = run_memory(targets, state_dir) if "memory" in sections else []
+            if "vm" in sections:
                 results["memory"] += vm_memory()
             print("(%s at the end)\n" % load_average())
-        if args.only != "memory" and "docker" in targets:
+        if "cpu" in sections and "docker" in targets:
             print("CPU on the Docker container, %s at the start" % load_average())
             print(CPU_HEADER, flush=True)
             results["cpu"] = run_cpu(targets["docker"], targets["docker"]["prefix"], state_dir)
