@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
 # Prints anything the lab or the tests created and did not remove (empty output: clean).
 shopt -s nullglob
-for d in /sys/fs/cgroup/*/cflab-* /sys/fs/cgroup/*/cffleet-* /sys/fs/cgroup/cflab-* /run/cflab-* /run/cffleet-* .lab/vm/cfvm-*; do
+for d in /sys/fs/cgroup/*/cflab-* /sys/fs/cgroup/*/cffleet-* /sys/fs/cgroup/cflab-* /run/cflab-* /run/cffleet-* .lab/vm/cfvm-* \
+         /sys/fs/cgroup/*/cfdock-* /run/cfdock-* .lab/cfdock-*.json; do
   echo "left: $d"
 done
+# The engine lab's containers sit in the engines' own parents, which it removes once empty.
+for d in /sys/fs/cgroup/memory/docker /sys/fs/cgroup/memory/libpod_parent; do
+  [ -d "$d" ] && echo "left engine cgroup: $d $(find "$d" -mindepth 1 -maxdepth 1 -type d -printf '%f ')"
+done
+ps -eo pid=,args= | awk '/\/run\/cfdock-/ && !/awk/ {print "left engine process: " substr($0, 1, 160)}'
 for id in $(runc list -q 2>/dev/null); do echo "left runc container: $id"; done
 for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^(cffleet|cflab|cfvm)'); do echo "left netns: $ns"; done
 exit 0

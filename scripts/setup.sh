@@ -11,15 +11,30 @@ APT_PACKAGES=(
   chromium shellcheck
   qemu-system-x86 linux-image-amd64 cpio kmod
 )
+# Real container engines for the engine lab (tests/lab/engines.py). Their packages would start a
+# daemon with default networking (a bridge, iptables rules): service starts are blocked while they install.
+ENGINE_PACKAGES=(docker.io podman)
 missing=()
-for pkg in "${APT_PACKAGES[@]}"; do
+for pkg in "${APT_PACKAGES[@]}" "${ENGINE_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
   echo "setup: installing OS packages: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  guard=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    # invoke-rc.d and deb-systemd-invoke skip every service start while this exits 101.
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    guard=/usr/sbin/policy-rc.d
+    trap 'rm -f "$guard"' EXIT
+  fi
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [ -n "$guard" ]; then
+    rm -f "$guard"
+    trap - EXIT
+  fi
 fi
 
 PYTHON=${PYTHON:-python3}

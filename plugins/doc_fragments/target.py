@@ -16,7 +16,7 @@ options:
     description:
       - Container ID, full (64 hex characters) or a unique prefix of at least 12.
       - A runtime scheme is accepted and ignored, as Kubernetes reports it in C(containerStatuses[].containerID),
-        for example C(containerd://), C(cri-o://) or C(docker://).
+        for example C(containerd://), C(cri-o://) or C(docker://); C(podman://) is accepted too.
     type: str
   pod_uid:
     description:

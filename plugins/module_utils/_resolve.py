@@ -46,7 +46,7 @@ def normalize_container_id(value):
     text = _SCHEME_RE.sub("", value.strip().lower())
     if not _ID_RE.match(text):
         raise CgroupError("container_id %r is malformed: expected 12 to 64 hex characters, optionally after "
-                          "containerd://, cri-o:// or docker://" % value)
+                          "containerd://, cri-o://, docker:// or podman://" % value)
     return text
 
 

@@ -269,6 +269,14 @@ class Supervisor(object):
     def end(self, reason, detail=None):
         self.control.phase = "ending"
         survivors = []
+        # Every group gets its SIGTERM at once, so ending takes one grace period, not one per instance. The
+        # leader is our unreaped child (poll() reaps only one that exited), so its PID cannot have been reused.
+        for instance in self.instances:
+            if instance.popen.poll() is None:
+                try:
+                    os.killpg(instance.record["pid"], signal.SIGTERM)
+                except OSError:
+                    pass
         for instance in self.instances:
             survivors += state.kill_group_verified(instance.record, self.proc_root, grace=1.0)
             try:

@@ -1,4 +1,5 @@
-"""Fixtures for the integration tests: the lab (lab_fixtures.py) and a private experiment state dir."""
+"""Fixtures for the integration tests: the lab (lab_fixtures.py), Docker and Podman (engine_fixtures.py), the
+v2 VM, the SSH fleet, and a private experiment state dir."""
 import secrets
 import shutil
 
@@ -7,6 +8,7 @@ import pytest
 from tests.integration.lab_fixtures import lab, lab_factory  # noqa: F401
 from tests.integration.vm_fixtures import vm_node  # noqa: F401
 from tests.integration.fleet_fixtures import fleet  # noqa: F401
+from tests.integration.engine_fixtures import docker_engine, podman_engine  # noqa: F401
 
 
 @pytest.fixture

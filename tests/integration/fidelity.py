@@ -10,24 +10,47 @@ kernel every 100 ms, independently of the supervisor's own samples.
 - ``cpu_case(state_dir, container, load, ...)`` starts a CPU experiment and returns the share of the
   quota burnt over a window of 10 s or more.
 - ``overshoot_allowed(request)`` and ``ramp_deviation(case)`` are the issue's yardsticks.
+- ``peer_memory_case`` / ``peer_cpu_case``: the same figures for stress-ng as peer tools invoke it
+  (tests/lab/peer_stress.py, whose cgroup readers serve v1 and the v2 VM alike).
+- ``RUNNER["module"]``: how a module runs, through Ansible, or ``module_directly`` inside the TCG VM.
 """
 
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 
-from tests.integration.ansible_helpers import median, ok, read_int, working_set
+from tests.integration.ansible_helpers import comm, is_zombie, median, ok, wait_for
+from tests.lab import peer_stress
+from tests.lab.peer_stress import cgroup_file, cpu_seconds, oom_kills, working_set
 
 MI = 1024 * 1024
 SAMPLE_SECONDS = 0.1
 
 
-def oom_kills(cgroup_path):
-    with open("/sys/fs/cgroup/memory%s/memory.oom_control" % cgroup_path) as handle:
-        return int(handle.read().split("oom_kill ")[1].split()[0])
+def module_directly(module, args, python="/usr/bin/python3"):
+    """Run a collection module as a plain Python process (its args in a file, as AnsibleModule reads them).
+
+    The node's own python, as Ansible would pick it: the module's supervisor then starts without a venv.
+    """
+    with tempfile.NamedTemporaryFile("w", suffix=".json") as handle:
+        json.dump({"ANSIBLE_MODULE_ARGS": args}, handle)
+        handle.flush()
+        proc = subprocess.run([python, "-m", "ansible_collections.chaosfleet.stress.plugins.modules." + module,
+                               handle.name], stdout=subprocess.PIPE, universal_newlines=True, timeout=300,
+                              env=dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p)))
+    result = json.loads(proc.stdout)
+    assert not result.get("failed"), result.get("msg", result)
+    return result
 
 
-def cpu_seconds(cgroup_path):
-    return read_int("cpuacct", cgroup_path, "cpuacct.usage") / 1e9
+# How the cases run a module: through Ansible on localhost, or module_directly inside the TCG VM,
+# where starting Ansible takes most of a minute.
+RUNNER = {"module": ok}
 
 
 def phase(state_dir, name):
@@ -64,8 +87,12 @@ class Sampler(object):
         self._thread.join()
 
 
-def memory_case(state_dir, container, memory, name=None, hold_seconds=3.0, cpu_window=3.0, timeout=60, **params):
-    """Run one memory experiment to its hold and measure it; always stops it."""
+def memory_case(state_dir, container, memory, name=None, hold_seconds=3.0, cpu_window=3.0, timeout=60, inspect=None,
+                **params):
+    """Run one memory experiment to its hold and measure it; always stops it.
+
+    ``inspect()`` runs while it holds (to see where the stress processes are), before it stops.
+    """
     path = container["cgroup_path"]
     name = name or "fid-%d" % int(time.time() * 1000)
     baseline = median([working_set(path) for _ in range(5)])
@@ -76,7 +103,7 @@ def memory_case(state_dir, container, memory, name=None, hold_seconds=3.0, cpu_w
     result = {"name": name, "baseline_bytes": baseline}
     try:
         with Sampler(path, baseline) as sampler:
-            started = ok("stressor", args)
+            started = RUNNER["module"]("stressor", args)
             result.update(request_bytes=started["requested"]["memory_bytes"], started_at=started["started_at"],
                           ramp_seconds=started["requested"]["ramp_seconds"])
             deadline = time.time() + timeout
@@ -87,10 +114,12 @@ def memory_case(state_dir, container, memory, name=None, hold_seconds=3.0, cpu_w
             cpu_before = cpu_seconds(path)
             time.sleep(max(hold_seconds, cpu_window))
             result["side_cpu_cores"] = (cpu_seconds(path) - cpu_before) / (time.time() - held_at)
+            if inspect:
+                inspect()
         result["samples"] = sampler.points
         result["hold_samples"] = [v for t, v in sampler.points if t >= held_at]
     finally:
-        stopped = ok("stressor", {"name": name, "state": "absent", "state_dir": state_dir})
+        stopped = RUNNER["module"]("stressor", {"name": name, "state": "absent", "state_dir": state_dir})
     result["stopped"] = stopped["status"]
     result["peak_bytes"] = max(v for _t, v in result["samples"])
     result["steady_bytes"] = median(result["hold_samples"][-10:])
@@ -113,12 +142,44 @@ def cpu_case(state_dir, container, load, warmup=8.0, window=10.0, **params):
                 cpu={"load": load})
     args.update(params)
     try:
-        started = ok("stressor", args)
+        started = RUNNER["module"]("stressor", args)
         time.sleep(warmup)
         before, t0 = cpu_seconds(path), time.time()
         time.sleep(window)
         cores = (cpu_seconds(path) - before) / (time.time() - t0)
     finally:
-        ok("stressor", {"name": name, "state": "absent", "state_dir": state_dir})
+        RUNNER["module"]("stressor", {"name": name, "state": "absent", "state_dir": state_dir})
     basis = started["plan"]["cpu"]["basis_cores"]
     return {"load": load, "basis_cores": basis, "cores": cores, "percent_of_quota": cores / basis * 100}
+
+
+def stress_pids(cgroup_path):
+    """Live stress-ng processes in the cgroup, on a v1 or a v2 node."""
+    with open(cgroup_file("memory", cgroup_path, "cgroup.procs")) as handle:
+        pids = [int(p) for p in handle.read().split()]
+    return [p for p in pids if (comm(p) or "").startswith("stress-ng") and not is_zombie(p)]
+
+
+def cores_over(cgroup_path, seconds):
+    before, started = cpu_seconds(cgroup_path), time.monotonic()
+    time.sleep(seconds)
+    return (cpu_seconds(cgroup_path) - before) / (time.monotonic() - started)
+
+
+def peer_memory_case(cgroup_path, args, seconds=6.0):
+    """stress-ng with the user's numbers passed straight through: steady, peak, side CPU, OOM kills."""
+    return peer_stress.run(cgroup_path, seconds, args)
+
+
+def peer_cpu_case(cgroup_path, args, warmup=8.0, window=10.0):
+    """Cores stress-ng burns in the cgroup over ``window`` seconds after ``warmup``."""
+    proc = subprocess.Popen(["stress-ng"] + args + ["--timeout", "%ds" % (warmup + window + 5)],
+                            preexec_fn=peer_stress.attach_to(cgroup_path), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(warmup)
+        return cores_over(cgroup_path, window)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # the group started here
+        proc.wait()
+        wait_for(lambda: not stress_pids(cgroup_path), 10)

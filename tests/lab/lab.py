@@ -853,18 +853,19 @@ def destroy(prefix, state_dir):
             pass
 
 
-def all_prefixes(state_dir):
+def all_prefixes(state_dir, stem="cflab-", pattern=PREFIX_RE):
+    """Every lab with this name stem on the host: state files, cgroups at a hierarchy root, run dirs."""
     found = set()
     state_dir = Path(state_dir)
     if state_dir.is_dir():
-        found.update(p.name[:-len(".json")] for p in state_dir.glob("cflab-*.json"))
+        found.update(p.name[:-len(".json")] for p in state_dir.glob(stem + "*.json"))
     for _name, mountpoint, root in cgroup_hierarchies():
         if root != "/" or not os.path.isdir(mountpoint):
             continue
-        found.update(entry for entry in os.listdir(mountpoint) if entry.startswith("cflab-"))
+        found.update(entry for entry in os.listdir(mountpoint) if entry.startswith(stem))
     if RUN_BASE.is_dir():
-        found.update(p.name for p in RUN_BASE.glob("cflab-*"))
-    return sorted(p for p in found if PREFIX_RE.match(p))
+        found.update(p.name for p in RUN_BASE.glob(stem + "*"))
+    return sorted(p for p in found if pattern.match(p))
 
 
 # ---------------------------------------------------------------- CLI
