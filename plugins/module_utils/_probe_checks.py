@@ -369,8 +369,11 @@ def _opener(validate_certs):
 
 
 def http_get(url, method="GET", headers=None, body=None, timeout=5.0, validate_certs=True, clock=time.monotonic):
-    """(status or None, body text, seconds, error). An HTTP error status is an answer, not an error."""
-    data = None if body is None else body.encode("utf-8")
+    """(status or None, body text, seconds, error). An HTTP error status is an answer, not an error.
+
+    ``body`` is sent as is when bytes, UTF-8 encoded when text.
+    """
+    data = body.encode("utf-8") if isinstance(body, str) else body
     request = Request(url, data=data, method=method, headers=headers or {})
     started = clock()
     try:

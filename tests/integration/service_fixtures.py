@@ -45,7 +45,7 @@ class _AppHandler(BaseHTTPRequestHandler):
     def _record(self, body=b""):
         app = self.server.app
         with app.lock:
-            app.requests.append({"method": self.command, "path": self.path, "headers": dict(self.headers.items()),
+            app.requests.append({"method": self.command, "path": self.path, "headers": dict((k.lower(), v) for k, v in self.headers.items()),
                                  "body": body})
 
     def do_GET(self):
