@@ -10,7 +10,7 @@ APT_PACKAGES=(
   gcc libc6-dev python3 python3-venv python3-apt
   chromium shellcheck
   qemu-system-x86 linux-image-amd64 cpio kmod
-  prometheus
+  prometheus sudo
 )
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do

@@ -38,7 +38,7 @@ author:
   - chaosfleet.stress contributors (@chaosfleet)
 extends_documentation_fragment:
   - chaosfleet.stress.attributes
-  - chaosfleet.stress.attributes.INFO_MODULE
+  - chaosfleet.stress.attributes.info_module
 attributes:
   platform:
     platforms: posix

@@ -29,7 +29,7 @@ author:
   - chaosfleet.stress contributors (@chaosfleet)
 extends_documentation_fragment:
   - chaosfleet.stress.attributes
-  - chaosfleet.stress.attributes.CONTROLLER
+  - chaosfleet.stress.attributes.controller
 attributes:
   check_mode:
     support: full
