@@ -70,7 +70,7 @@ ready:
   returned: always
   type: bool
 missing:
-  description: One line per check that failed, C(check: what lacks and how to fix it).
+  description: 'One line per check that failed: the check''s name, what lacks and how to fix it.'
   returned: always
   type: list
   elements: str
