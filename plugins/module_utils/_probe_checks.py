@@ -29,13 +29,9 @@ import ssl
 import subprocess
 import time
 
-try:  # Python 3
-    from urllib.error import HTTPError, URLError
-    from urllib.parse import urlencode, urlsplit
-    from urllib.request import HTTPSHandler, Request, build_opener
-except ImportError:  # pragma: no cover - Python 2 is not supported, keeps sanity's compile test quiet
-    HTTPError = URLError = Exception
-    urlencode = urlsplit = Request = build_opener = HTTPSHandler = None
+from urllib.error import HTTPError, URLError
+from urllib.parse import urlencode, urlsplit
+from urllib.request import HTTPSHandler, Request, build_opener
 
 from ansible_collections.chaosfleet.stress.plugins.module_utils._units import UnitError, parse_duration
 
@@ -426,7 +422,7 @@ def check_command(probe, clock=time.monotonic):
         return judge_command(probe, None, "", clock() - started,
                              "cannot run %s: %s" % (probe["command"][0], exc.strerror or exc))
     try:
-        output, _ = proc.communicate(timeout=probe["timeout"])
+        output = proc.communicate(timeout=probe["timeout"])[0]
     except subprocess.TimeoutExpired:
         try:
             os.killpg(proc.pid, signal.SIGKILL)  # the group we started, nothing else

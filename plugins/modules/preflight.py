@@ -43,8 +43,6 @@ notes:
     as lacking root, and the cgroup and kernel log checks fail for the same reason.
 seealso:
   - module: chaosfleet.stress.cgroup_info
-  - role: chaosfleet.stress.stress_ng
-    description: Installs stress-ng.
 '''
 
 EXAMPLES = r'''

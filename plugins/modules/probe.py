@@ -58,9 +58,9 @@ options:
         required: true
       type:
         description: What the probe checks.
+          Defaults to V(http).
         type: str
         choices: [http, command, prometheus, kubernetes]
-        default: http
       run_on:
         description:
           - Where the probe runs. Defaults to V(node) for V(http) and V(command), V(controller) for the others.
@@ -69,8 +69,8 @@ options:
         choices: [node, controller]
       timeout:
         description: How long one check may take, as a duration (V(5s), V(500ms)) or seconds. At most 300 s.
+          Defaults to V(5s).
         type: raw
-        default: 5s
       max_latency:
         description: The check fails when it takes longer than this (a duration or seconds), even if it answered.
         type: raw
@@ -81,12 +81,12 @@ options:
         type: str
       method:
         description: V(http) probes, the HTTP method.
+          Defaults to V(GET).
         type: str
-        default: GET
       status_code:
         description: V(http) probes, the accepted status codes (one or a list).
+          Defaults to V(200).
         type: raw
-        default: 200
       body_regex:
         description: V(http) probes, a regular expression (Python C(re.search)) the body must match.
           The first MiB of the body is searched.
@@ -100,16 +100,16 @@ options:
         type: str
       validate_certs:
         description: Verify TLS certificates (V(http), V(prometheus), and the Kubernetes API for V(kubernetes)).
+          Defaults to V(true).
         type: bool
-        default: true
       command:
         description: V(command) probes, the command as a list of arguments, or a string split like a shell does
           (no shell runs it).
         type: raw
       expect_rc:
         description: V(command) probes, the expected exit code.
+          Defaults to V(0).
         type: int
-        default: 0
       output_regex:
         description: V(command) probes, a regular expression its output must match.
         type: str
@@ -129,8 +129,8 @@ options:
           - V(prometheus) probes, fail when the query returns no series. A query that returns nothing is
             usually a typo or a missing scrape, so this is on by default.
           - Set it to V(false) for alert-style queries, where no series means all is well.
+          - Defaults to V(true).
         type: bool
-        default: true
       namespace:
         description: V(kubernetes) probes, the namespace of the pods.
         type: str
@@ -142,16 +142,16 @@ options:
         type: str
       require_ready:
         description: V(kubernetes) probes, every matched pod must have the Ready condition.
+          Defaults to V(true).
         type: bool
-        default: true
       max_restarts:
         description: V(kubernetes) probes, restarts any container may have had since the tally's first round.
+          Defaults to V(0).
         type: int
-        default: 0
       min_pods:
         description: V(kubernetes) probes, the fewest pods that must match.
+          Defaults to V(1).
         type: int
-        default: 1
       kubeconfig:
         description: V(kubernetes) probes, as O(chaosfleet.stress.k8s_targets#module:kubeconfig). Each
           Kubernetes option falls back to the same E(K8S_AUTH_*) environment variable as k8s_targets.
@@ -197,8 +197,6 @@ options:
     default: {}
 seealso:
   - module: chaosfleet.stress.k8s_targets
-  - role: chaosfleet.stress.experiment
-    description: Runs these probes at baseline, during the stress and after recovery.
 '''
 
 EXAMPLES = r'''

@@ -23,10 +23,7 @@ import os
 import shutil
 import tempfile
 
-try:
-    from urllib.parse import urlsplit, urlunsplit
-except ImportError:  # pragma: no cover
-    urlsplit = urlunsplit = None
+from urllib.parse import urlsplit, urlunsplit
 
 from ansible_collections.chaosfleet.stress.plugins.module_utils._probe_checks import http_get, scrub
 
@@ -179,6 +176,12 @@ def _same(a, b):
         return x.read() == y.read()
 
 
+def _send(url, method, headers, body, options):
+    """(status or None, answer text, error) of one request."""
+    status, text, _seconds, error = http_get(url, method, headers, body, options["timeout"], options["validate_certs"])
+    return status, text, error
+
+
 def _outcome(what, shown, status, text, error):
     if status is None:
         return False, "%s to %s failed: no answer (%s)" % (what, shown, error)
@@ -202,8 +205,7 @@ def upload_files(files, options, check_mode=False):
         headers.setdefault("Content-Type", content_type(path, options.get("content_type")))
         with open(path, "rb") as handle:
             body = handle.read()
-        status, text, _, error = http_get(url, options["method"], headers, body, options["timeout"],
-                                             options["validate_certs"])
+        status, text, error = _send(url, options["method"], headers, body, options)
         entry["status"] = status
         entry["ok"], entry["error"] = _outcome("upload of %s" % os.path.basename(path), entry["url"], status, text,
                                                error)
@@ -219,8 +221,7 @@ def post_webhook(options, check_mode=False):
         return entry
     headers = dict(options.get("headers") or {})
     headers["Content-Type"] = "application/json"
-    status, text, _, error = http_get(options["url"], "POST", headers, json.dumps(message).encode("utf-8"),
-                                         options["timeout"], options["validate_certs"])
+    status, text, error = _send(options["url"], "POST", headers, json.dumps(message).encode("utf-8"), options)
     entry["status"] = status
     entry["ok"], entry["error"] = _outcome("webhook post", entry["url"], status, text, error)
     return entry
@@ -264,5 +265,3 @@ def run(args, check_mode=False):
             out["errors"].append(out["webhook"]["error"])
         out["changed"] = out["changed"] or out["webhook"]["ok"]
     return json.loads(scrub(json.dumps(out), secrets))
-
-

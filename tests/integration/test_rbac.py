@@ -29,8 +29,10 @@ def authorized_as(call):
 
 def granted():
     rules = set()
-    for document in yaml.safe_load_all(MANIFEST.read_text()):
-        if document and document["kind"] == "ClusterRole":
+    manifest = yaml.safe_load(MANIFEST.read_text())
+    assert manifest["kind"] == "List"  # one YAML document that kubectl apply takes
+    for document in manifest["items"]:
+        if document["kind"] == "ClusterRole":
             for rule in document["rules"]:
                 assert rule["apiGroups"] == [""]
                 rules.update((verb, resource) for verb in rule["verbs"] for resource in rule["resources"])

@@ -36,8 +36,8 @@ class _Mounts(object):
 
 
 @pytest.mark.parametrize("mounts, writable, ok, detail", [
-    (_Mounts(["cpu,cpuacct", "memory"]), set(["/sys/fs/cgroup/memory/cgroup.procs",
-                                               "/sys/fs/cgroup/cpu,cpuacct/cgroup.procs"]),
+    (_Mounts(["cpu,cpuacct", "memory"]),
+     set(["/sys/fs/cgroup/memory/cgroup.procs", "/sys/fs/cgroup/cpu,cpuacct/cgroup.procs"]),
      True, "cgroup hybrid (cpu,cpuacct, memory): cgroup.procs writable"),
     (_Mounts(["cpu,cpuacct", "memory"]), set(["/sys/fs/cgroup/cpu,cpuacct/cgroup.procs"]),
      False, "not writable: /sys/fs/cgroup/memory/cgroup.procs (needs root, and cgroupfs mounted read-write)"),

@@ -33,9 +33,9 @@ def test_kubernetes_verdicts(pods, baseline, ok, detail):
     checked, kept = judge_kubernetes(K8S, pod_states(pods), baseline, 0.01)
     assert checked["ok"] is ok
     assert detail in checked["detail"]
-    assert kept == (baseline if baseline is not None else {"%s/app" % p["metadata"]["name"]:
-                                                            p["status"]["containerStatuses"][0]["restartCount"]
-                                                            for p in pods})
+    first_seen = dict(("%s/app" % p["metadata"]["name"], p["status"]["containerStatuses"][0]["restartCount"])
+                      for p in pods)
+    assert kept == (baseline if baseline is not None else first_seen)
 
 
 def test_kubernetes_error_is_a_failed_check():
