@@ -123,8 +123,16 @@ class Experiment(object):
         raise ExperimentError("the supervisor did not start within %ds; see %s" % (START_TIMEOUT, self.path(state.LOG)))
 
     def stop(self):
-        """Stop a running experiment from any process. Returns True if anything was stopped."""
-        if not self.running():
+        """Stop a running experiment from any process. Returns True if anything was stopped.
+
+        Every request is recorded in the experiment's event log (stop_requested), so each
+        rollback path can be counted on the node.
+        """
+        running = self.running()
+        if os.path.isdir(self.dir):
+            state.append_jsonl(self.path(state.EVENTS), {"t": round(time.time(), 3), "event": "stop_requested",
+                                                         "running": running})
+        if not running:
             return False
         with open(self.path(state.STOP), "w") as handle:
             handle.write(str(time.time()))

@@ -1,0 +1,125 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, chaosfleet.stress contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The game day's decisions (controller side): spec check, batch plan, gate and summary.
+
+The game_day playbook only sequences; unit tests in
+tests/unit/plugins/plugin_utils/test_game_day.py. The summary files are rendered
+by the report code (_report.render_game_day), like every other report.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+
+from ansible_collections.chaosfleet.stress.plugins.module_utils import _result
+
+SPEC_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+EXPERIMENT_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,90}$")
+DEFAULT_GATE = {"continue_on": ["pass", "inconclusive"], "cooldown": 0}
+DEFAULT_DEST = "/var/tmp/chaosfleet-reports"
+NOT_RUN = "not run"
+
+
+def batches_of(spec):
+    """The spec's batches: each a list of experiments that run in parallel."""
+    if "batches" in spec:
+        return [list(b) if isinstance(b, list) else [b] for b in spec.get("batches") or []]
+    experiments = list(spec.get("experiments") or [])
+    if spec.get("mode", "sequence") == "parallel":
+        return [experiments] if experiments else []
+    return [[e] for e in experiments]
+
+
+def check(spec, known, resolve):
+    """Everything wrong with ``spec`` (a list of one-line problems) and the plan.
+
+    ``known``: the experiment role's settings without the experiment_ prefix;
+    ``resolve(pattern)``: the inventory hosts of a pattern. Returns
+    {errors, plan: [[name, ...], ...], hosts: {name: [host, ...]}}.
+    """
+    errors, seen, hosts = [], [], {}
+    if not isinstance(spec, dict):
+        return {"errors": ["the spec must be a mapping"], "plan": [], "hosts": {}}
+    batches = batches_of(spec)
+    if not SPEC_NAME_RE.match(str(spec.get("name") or "")):
+        errors.append("the spec needs a name (letters, digits, . _ -)")
+    if not batches:
+        errors.append("the spec has no experiments (give experiments: or batches:)")
+    for key in sorted(spec.get("defaults") or {}):
+        if key not in known or key in ("name", "type"):
+            errors.append("defaults: unknown setting %s" % key)
+    for batch_no, batch in enumerate(batches, 1):
+        taken = {}
+        for index, experiment in enumerate(batch, 1):
+            experiment = experiment if isinstance(experiment, dict) else {}
+            label = experiment.get("name") or "experiment %d of batch %d" % (index, batch_no)
+            if not EXPERIMENT_NAME_RE.match(str(experiment.get("name") or "")):
+                errors.append("%s: needs a name (letters, digits, . _ -)" % label)
+            elif experiment["name"] in seen:
+                errors.append("%s: the name is used twice" % label)
+            seen.append(experiment.get("name") or "")
+            if "type" not in experiment:
+                errors.append("%s: needs a type (memory, cpu or io)" % label)
+            elif experiment["type"] not in ("memory", "cpu", "io"):
+                errors.append("%s: unknown experiment type '%s' (memory, cpu or io)" % (label, experiment["type"]))
+            for key in experiment:
+                if key not in known and key != "hosts":
+                    errors.append("%s: unknown setting %s" % (label, key))
+            found = resolve(experiment["hosts"]) if experiment.get("hosts") else []
+            if not found:
+                errors.append("%s: hosts '%s' matches no inventory host" % (label, experiment.get("hosts", "")))
+            for host in found:
+                if host in taken:
+                    errors.append("%s and %s both run on %s in batch %d; put them in different batches"
+                                  % (label, taken[host], host, batch_no))
+                taken[host] = label
+            hosts[label] = found
+    plan = [[e.get("name") for e in batch] for batch in batches]
+    return {"errors": errors, "plan": plan, "hosts": hosts}
+
+
+def settings(spec):
+    """The gate and the report directory, with their defaults."""
+    return {"gate": dict(DEFAULT_GATE, **(spec.get("gate") or {})), "report_dest": spec.get("report_dest") or DEFAULT_DEST}
+
+
+def host_vars(spec, batch_index, host, hosts, role_defaults):
+    """This host's experiment in a batch and the role variables for it ('' and {} when it has none).
+
+    Role defaults, then the spec's defaults, then the experiment's own settings; the report
+    is written per experiment by the playbook, after the batch.
+    """
+    batch = batches_of(spec)[batch_index]
+    mine = [e for e in batch if host in hosts.get(e["name"], [])]
+    if not mine:
+        return {"name": "", "vars": {}}
+    experiment = mine[0]
+    out = dict(role_defaults)
+    out.update(("experiment_" + k, v) for k, v in (spec.get("defaults") or {}).items())
+    out.update(("experiment_" + k, v) for k, v in experiment.items() if k != "hosts")
+    out.update(experiment_report=False, experiment_fail_on_abort=False,
+               experiment_expected_hosts=hosts[experiment["name"]])
+    return {"name": experiment["name"], "vars": out}
+
+
+def gate(batch_index, names, reports, continue_on):
+    """'' when the next batch may start, else why the gate closed."""
+    bad = ["%s ended %s" % (n, (reports.get(n) or {}).get("verdict", "error")) for n in names
+           if (reports.get(n) or {}).get("verdict", "error") not in continue_on]
+    return ("gate after batch %d closed: %s" % (batch_index + 1, ", ".join(bad))) if bad else ""
+
+
+def summary(name, plan, hosts, reports, stopped):
+    """The game day's summary: each experiment's verdict and reports, and the overall verdict."""
+    batches = [[{"name": n, "verdict": (reports.get(n) or {}).get("verdict", NOT_RUN), "hosts": hosts.get(n, []),
+                 "reports": (reports.get(n) or {}).get("reports") or {}} for n in names] for names in plan]
+    entries = [e for batch in batches for e in batch]
+    not_run = [e["name"] for e in entries if e["verdict"] == NOT_RUN]
+    verdict = _result.worst([e["verdict"] for e in entries if e["verdict"] != NOT_RUN])
+    if not_run and verdict == "pass":
+        verdict = "error"
+    return {"format_version": _result.FORMAT_VERSION, "name": name, "verdict": verdict, "stopped": stopped or None,
+            "not_run": not_run, "batches": batches}
