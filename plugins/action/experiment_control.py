@@ -27,8 +27,7 @@ ARGUMENT_SPEC = dict(
     found=dict(type="dict"),
     check=dict(type="dict"),
     sample=dict(type="dict"),
-    http=dict(type="dict"),
-    command=dict(type="dict"),
+    round=dict(type="list", elements="dict"),
     state=dict(type="dict"),
     node=dict(type="dict"),
     recovery=dict(type="dict"),
@@ -97,7 +96,7 @@ class ActionModule(ActionBase):
                 "argv": (args["check"] or {}).get("argv") or [], "oom_group_warning": oom_group_warning}
 
     def _baseline(self, args, task_vars):
-        round_ = _control.probe_round(args["http"], args["command"])
+        round_ = args["round"] or []
         return {"problem": _control.baseline_problem(args["sample"], round_),
                 "summary": ((args["sample"] or {}).get("results") or [{}])[0].get("summary"), "round": round_}
 
@@ -109,14 +108,16 @@ class ActionModule(ActionBase):
         request = self._var(task_vars, "__experiment_request")
         plan = (self._var(task_vars, "__experiment_preflight") or {}).get("plan") or {}
         heartbeat = _control.heartbeat_stats(state, request["interval"], plan.get("heartbeat_timeout_seconds"))
-        probes = [p["name"] for p in v.get("probes") or []] or None
+        probes = [p["name"] for p in request.get("probes") or []] or None
+        probe_round = self._var(task_vars, "__experiment_probe_round") or {}
         error = self._var(task_vars, "__experiment_error") or ""
         lost = mine.get("lost") or ""
         recovery = args["recovery"]
         return {"result": _control.result(
             args["node"] if not lost else None, str(v["name"]), host,
             (self._var(task_vars, "__experiment_baseline") or {}).get("summary"), probes, mine.get("probes"),
-            request["threshold"], recovery, state.get("abort_reason") or "", lost or error, heartbeat)}
+            request["threshold"], recovery, state.get("abort_reason") or "", lost or error, heartbeat,
+            tally=probe_round.get("tally"), k8s_target=v.get("k8s_target") or None)}
 
     # ------------------------------------------------------------ the whole experiment
 
@@ -151,8 +152,7 @@ class ActionModule(ActionBase):
             beat = self._of(hostvars, host, "__experiment_beat")
             if beat is not None and not beat.get("skipped"):
                 beats[host] = beat
-                rounds[host] = _control.probe_round(self._of(hostvars, host, "__experiment_http_probes"),
-                                                    self._of(hostvars, host, "__experiment_command_probes"))
+                rounds[host] = (self._of(hostvars, host, "__experiment_probe_round") or {}).get("probes") or []
         settings = {"participants": [h for h in gate["participants"] if h not in gate["not_ready"]],
                     "interval": request["interval"], "threshold": request["threshold"],
                     "timeout": (self._var(task_vars, "__experiment_preflight")["plan"] or {}).get(

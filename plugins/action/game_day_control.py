@@ -24,6 +24,7 @@ ARGUMENT_SPEC = dict(
     plan=dict(type="dict"),
     batch=dict(type="int"),
     label=dict(type="str", default="(inline)"),
+    k8s=dict(type="list", elements="dict", default=[]),
 )
 
 
@@ -48,7 +49,15 @@ class ActionModule(ActionBase):
             return lookup.run([str(pattern)], variables=task_vars)
 
         known = set(k[len("experiment_"):] for k in args["role_defaults"] if k.startswith("experiment_"))
-        out = _game_day.check(args["spec"], known, resolve)
+        selected, problems = {}, []
+        for answer in args["k8s"]:  # the registered k8s_targets loop, one item per experiment with a selector
+            name = (answer.get("item") or {}).get("name")
+            if answer.get("failed"):
+                problems.append("%s: k8s selector: %s" % (name, answer.get("msg")))
+            selected[name] = answer.get("by_node") or {}
+        if problems:
+            raise AnsibleActionFail("game day spec %s: %s" % (args["label"], "; ".join(problems)))
+        out = _game_day.check(args["spec"], known, resolve, selected, task_vars["groups"]["all"])
         if out["errors"]:
             raise AnsibleActionFail("game day spec %s: %s" % (args["label"], "; ".join(out["errors"])))
         out.update(_game_day.settings(args["spec"]))
@@ -56,7 +65,7 @@ class ActionModule(ActionBase):
 
     def _vars(self, args, task_vars):
         return _game_day.host_vars(args["spec"], args["batch"], task_vars["inventory_hostname"],
-                                   args["plan"]["hosts"], args["role_defaults"])
+                                   args["plan"]["hosts"], args["role_defaults"], args["plan"].get("targets"))
 
     def _reports(self, task_vars, hosts):
         reports = {}
@@ -84,7 +93,7 @@ class ActionModule(ActionBase):
             except KeyError:
                 continue
         summary = _game_day.summary(args["spec"]["name"], plan["plan"], plan["hosts"],
-                                    self._reports(task_vars, hosts), stopped)
+                                    self._reports(task_vars, hosts), stopped, plan.get("skipped"))
         try:
             paths = write_game_day(summary, plan["report_dest"], check_mode=bool(self._task.check_mode))
         except ReportError as exc:

@@ -85,7 +85,8 @@ def merge(node_result, experiment, host, baseline=None, probes=None, probe_thres
     """The node's record plus what the controller observed.
 
     ``probes`` is [{name, checks, failures, last_failure}] from the probe rounds during the
-    stress (None: the experiment has no probes). A stress the controller stopped because of
+    stress (None: the experiment has no probes), optionally with ``recovery_failed`` (a check
+    after recovery failed: the probe broke too) and the figures and ``detail`` to report. A stress the controller stopped because of
     an abort is reported as aborted, not as a plain stop.
     """
     result = build(**dict((k, v) for k, v in node_result.items() if k in KEYS))
@@ -94,9 +95,10 @@ def merge(node_result, experiment, host, baseline=None, probes=None, probe_thres
     if baseline is not None:
         result["baseline"] = baseline
     if probes is not None:
-        judged = [{"name": p["name"], "ok": p["failures"] <= probe_threshold,
-                   "detail": "baseline passed; %d of %d checks failed during the stress%s" % (
-                       p["failures"], p["checks"], (", last: %s" % p["last_failure"]) if p["failures"] else "")}
+        # Figures the controller adds (type, pass_rate, latency_ms, phases) pass through.
+        judged = [dict(p, ok=p["failures"] <= probe_threshold and not p.get("recovery_failed"),
+                       detail=p.get("detail") or "baseline passed; %d of %d checks failed during the stress%s" % (
+                           p["failures"], p["checks"], (", last: %s" % p["last_failure"]) if p["failures"] else ""))
                   for p in probes]
         result["steady_state"] = {"held": all(p["ok"] for p in judged) if judged else None, "probes": judged}
     if recovery is not None:

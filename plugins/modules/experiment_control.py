@@ -58,12 +58,10 @@ options:
   sample:
     description: The registered baseline M(chaosfleet.stress.cgroup_sample) result (step V(baseline)).
     type: dict
-  http:
-    description: The registered HTTP probe loop (steps V(baseline)).
-    type: dict
-  command:
-    description: The registered command probe loop (step V(baseline)).
-    type: dict
+  round:
+    description: The baseline round's RV(chaosfleet.stress.probe#module:probes) (step V(baseline)).
+    type: list
+    elements: dict
   state:
     description: The previous tick's state (steps V(tick) and V(result)).
     type: dict

@@ -56,6 +56,12 @@ options:
     description: How to name the spec in errors.
     type: str
     default: (inline)
+  k8s:
+    description: Step V(check) - the registered M(chaosfleet.stress.k8s_targets) loop, one item per experiment
+      with a C(k8s) selector (the item is the experiment).
+    type: list
+    elements: dict
+    default: []
 notes:
   - Internal to the collection's playbooks; its options may change between minor versions.
 '''

@@ -20,7 +20,11 @@ __metaclass__ = type
 import math
 import re
 
+import yaml
+
 from ansible_collections.chaosfleet.stress.plugins.module_utils import _result
+from ansible_collections.chaosfleet.stress.plugins.module_utils._probe_checks import ProbeSpecError, normalize_all
+from ansible_collections.chaosfleet.stress.plugins.plugin_utils import _probes
 
 SELECTOR_KEYS = ("container_id", "pod_uid", "cgroup_path", "pid", "systemd_unit")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,90}$")
@@ -28,8 +32,6 @@ WHOLE_RE = re.compile(r"^[0-9]+$")
 NUMBER_RE = re.compile(r"^[0-9]+(\.[0-9]+)?$")
 PERCENT_KEYS = ("max_failed_nodes_percent", "preflight_max_failed_percent", "recovery_within_percent",
                 "achieved_min_percent")
-PROBE_TYPES = ("http", "command")
-RUN_ON = ("node", "controller")
 
 
 def _text(value):
@@ -45,24 +47,25 @@ def _bool(value):
 # ---------------------------------------------------------------- inputs
 
 
-def _probes_ok(probes):
-    if not isinstance(probes, list):
-        return False
-    names = []
-    for probe in probes:
-        if not isinstance(probe, dict) or "name" not in probe:
-            return False
-        kind = probe.get("type", "http")
-        if kind not in PROBE_TYPES or (kind == "http" and "url" not in probe) \
-                or (kind == "command" and "command" not in probe):
-            return False
-        timeout = _text(probe.get("timeout", 5))
-        if not WHOLE_RE.match(timeout) or int(timeout) < 1:
-            return False
-        if probe.get("run_on", "node") not in RUN_ON:
-            return False
-        names.append(probe["name"])
-    return len(set(names)) == len(names)
+def parse_probes(value):
+    """experiment_probes as a list: given as a list, or as YAML/JSON text (what an AWX survey sends).
+
+    Returns (probes, problem); each probe is checked by the probe action's own spec
+    (module_utils/_probe_checks.py), so the role and the action accept the same probes.
+    """
+    if value is None or value == "":
+        return [], ""
+    if isinstance(value, str):
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            return [], "experiment_probes is not YAML: %s" % " ".join(str(exc).split())
+        value = value or []
+    try:
+        normalize_all(value)
+    except ProbeSpecError as exc:
+        return [], "experiment_probes: %s" % exc
+    return value, ""
 
 
 def request(v, host):
@@ -75,7 +78,8 @@ def request(v, host):
     name, kind = _text(v.get("name")), v.get("type")
     selector = dict((key, _text(v.get(key))) for key in SELECTOR_KEYS if _text(v.get(key)))
     out = {"problems": [], "selector": selector, "node_name": name + _text(v.get("instance_suffix")),
-           "interval": None, "threshold": None, "memory": None, "cpu": None, "io": None, "guard": None}
+           "interval": None, "threshold": None, "memory": None, "cpu": None, "io": None, "guard": None,
+           "probes": []}
     problems = out["problems"]
     if not NAME_RE.match(name) or kind not in ("memory", "cpu", "io"):
         problems.append("experiment_name must be set, using letters, digits, '.', '_' and '-' (got '%s'), and "
@@ -126,9 +130,8 @@ def request(v, host):
              "experiment_%s must be a percentage >= 0 (got '%s')" % (key, got(key)))
     need(re.match(r"^-?[0-9]+$", got("oom_score_adj")),
          "experiment_oom_score_adj must be a whole number from -1000 to 1000 (got '%s')" % got("oom_score_adj"))
-    need(_probes_ok(v.get("probes") or []),
-         "each entry of experiment_probes needs a unique name and either type http with a url or type command with "
-         "a command; timeout is whole seconds >= 1; run_on is node or controller. Got: %s" % (v.get("probes"),))
+    out["probes"], probe_problem = parse_probes(v.get("probes"))
+    need(not probe_problem, probe_problem)
     if problems:
         return out
     out["interval"] = int(got("heartbeat_interval"))
@@ -201,27 +204,6 @@ def plan_problem(check, node_name, interval, allow_oom, min_free_percent, replac
         return ("%s has memory.oom.group=1: one OOM kill ends the whole container. Set experiment_oom_group_ack=true "
                 "to accept that" % (check.get("target") or {}).get("path"))
     return ""
-
-
-def probe_round(http_results, command_results):
-    """One round of probes as [{name, ok, detail}] from the registered loop results."""
-    out = []
-    for r in (http_results or {}).get("results") or []:
-        codes = [int(c) for c in _as_list(r["item"].get("status_code", 200))]
-        status = r.get("status", -1)
-        ok = int(status) in codes
-        detail = "HTTP %s" % status
-        if not ok and r.get("msg"):
-            detail += ": %s" % r["msg"]
-        out.append({"name": r["item"]["name"], "ok": ok, "detail": detail})
-    for r in (command_results or {}).get("results") or []:
-        rc = r.get("rc")
-        ok = rc is not None and int(rc) == int(r["item"].get("expect_rc", 0))
-        detail = "rc %s" % ("none" if rc is None else rc)
-        if not ok:
-            detail += ": %s" % _truncate(r.get("stderr") or r.get("msg") or "", 200)
-        out.append({"name": r["item"]["name"], "ok": ok, "detail": detail})
-    return out
 
 
 def _as_list(value):
@@ -374,11 +356,13 @@ def heartbeat_stats(state, interval, timeout_seconds):
 
 
 def result(node, experiment, host, baseline, probe_names, probe_stats, threshold, recovery, abort, error,
-           heartbeat):
+           heartbeat, tally=None, k8s_target=None):
     """The host's result: the node's record merged with what the controller saw (or why there is none).
 
     ``probe_names``: the experiment's probes (None: it has none); ``probe_stats``: {name:
-    {checks, failures, last_failure}} from the ticks.
+    {checks, failures, last_failure}} from the ticks; ``tally``: the probe action's tally over
+    baseline, stress and recovery (pass rate, latency, and a recovery round that failed);
+    ``k8s_target``: {namespace, pod, container, node} when k8s_targets picked the target.
     """
     record = (node or {}).get("experiment_result")
     if record is None:
@@ -387,8 +371,13 @@ def result(node, experiment, host, baseline, probe_names, probe_stats, threshold
     if probe_names:
         stats = [dict({"checks": 0, "failures": 0, "last_failure": ""}, **((probe_stats or {}).get(name) or {}),
                       name=name) for name in probe_names]
-    return _result.merge(record, experiment, host, baseline=baseline, probes=stats, probe_threshold=threshold,
-                         recovery=recovery, abort_reason=abort, controller_error=error, heartbeat=heartbeat)
+        if tally:
+            stats = _probes.judged(stats, _probes.summary(tally), threshold)
+    out = _result.merge(record, experiment, host, baseline=baseline, probes=stats, probe_threshold=threshold,
+                        recovery=recovery, abort_reason=abort, controller_error=error, heartbeat=heartbeat)
+    if k8s_target:
+        out["target"] = dict(out.get("target") or {}, kubernetes=dict(k8s_target))
+    return out
 
 
 def report_input(hosts):

@@ -223,6 +223,51 @@ def summary(tally):
     return out
 
 
+def _phase_text(phases):
+    return ", ".join("%s %d/%d" % (name, phases[name]["passed"], phases[name]["checks"])
+                     for name in ("baseline", "stress", "recovery", "check") if name in phases)
+
+
+def judged(stats, summaries, threshold):
+    """The result's probe entries: each probe's stress counts, its tally figures, and why it held or broke.
+
+    ``stats``: [{name, checks, failures, last_failure}] of the stress (the monitor's counts);
+    ``summaries``: summary(tally). The stress counts come from the tally when it has the probe,
+    so the verdict and its explanation use the same numbers. A probe breaks when it failed
+    more than ``threshold`` checks during the stress, or any check after recovery.
+    """
+    lines = dict((line["name"], line) for line in summaries)
+    out = []
+    for stat in stats:
+        entry = dict(stat)
+        line = lines.get(stat["name"])
+        if line:
+            phases = line["phases"]
+            stress, recovery = phases.get("stress") or {}, phases.get("recovery") or {}
+            entry.update(checks=stress.get("checks", 0), failures=stress.get("checks", 0) - stress.get("passed", 0),
+                         type=line["type"], pass_rate=line["pass_rate"], latency_ms=line["latency_ms"], phases=phases,
+                         recovery_failed=recovery.get("checks", 0) > recovery.get("passed", 0))
+            last = line["last_failure"] or {}
+            latency = line["latency_ms"]
+            speed = ("latency p50 %s ms, p95 %s ms" % (latency["p50"], latency["p95"])
+                     if latency["p50"] is not None else "no latency measured")
+            if entry["failures"] > threshold or entry["recovery_failed"]:
+                why = []
+                if entry["failures"] > threshold:
+                    why.append("%d failed checks during the stress, %d allowed" % (entry["failures"], threshold))
+                if entry["recovery_failed"]:
+                    why.append("failed after recovery")
+                entry["detail"] = "broke: %s (pass rate %s%%: %s); last failure in %s: %s; %s" % (
+                    " and ".join(why), line["pass_rate"], _phase_text(phases), last.get("phase"), last.get("detail"),
+                    speed)
+            else:
+                entry["detail"] = "held: pass rate %s%% (%s)%s; %s" % (
+                    line["pass_rate"], _phase_text(phases),
+                    "; last failure in %s: %s" % (last.get("phase"), last.get("detail")) if last else "", speed)
+        out.append(entry)
+    return out
+
+
 def explain(summaries, allowed_failures=0):
     """Why the steady state broke, one clause per probe over its allowance; '' when it held."""
     reasons = []
@@ -235,5 +280,5 @@ def explain(summaries, allowed_failures=0):
     return "; ".join(reasons)
 
 
-__all__ = ["ProbeSpecError", "explain", "in_order", "judge_kubernetes", "node_failure", "plan", "run_controller",
-           "scrub", "secrets_of", "summary", "update_tally"]
+__all__ = ["ProbeSpecError", "explain", "in_order", "judge_kubernetes", "judged", "node_failure", "plan",
+           "run_controller", "scrub", "secrets_of", "summary", "update_tally"]

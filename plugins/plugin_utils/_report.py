@@ -275,8 +275,9 @@ def host_verdict(result, achieved_min_percent=80.0, fail_on_app_oom=True):
     app_kills = [k for k in result["oom_kills"] if k.get("victim") == "app"]
     failing = False
     if held is False:
-        broken = [p.get("name") for p in result["steady_state"]["probes"] if p.get("ok") is False]
-        notes.append("steady state broke" + (": " + ", ".join(broken) if broken else ""))
+        broken = ["probe %s %s" % (p.get("name"), p.get("detail")) if p.get("detail") else "probe %s" % p.get("name")
+                  for p in result["steady_state"]["probes"] if p.get("ok") is False]
+        notes.append("steady state broke" + (": " + "; ".join(broken) if broken else ""))
         failing = True
     if recovered is False:
         notes.append("working set not back " + _recovery_terms(result["recovery"]))

@@ -28,12 +28,27 @@ REQUEST_CASES = [
     ("percent over 100", {"max_failed_nodes_percent": "150"}, "experiment_max_failed_nodes_percent must be"),
     ("cpu load zero", {"type": "cpu", "cpu_load": "0"}, "experiment_cpu_load must be a percent"),
     ("io workers zero", {"type": "io", "io_workers": "0"}, "experiment_io_workers must be"),
-    ("probe without url", {"probes": [{"name": "p", "type": "http"}]}, "each entry of experiment_probes"),
-    ("probe timeout", {"probes": [{"name": "p", "url": "http://x/", "timeout": -3}]}, "timeout is whole seconds"),
-    ("probe names twice", {"probes": [{"name": "p", "url": "u"}, {"name": "p", "url": "v"}]},
-     "each entry of experiment_probes"),
-    ("probe run_on", {"probes": [{"name": "p", "url": "u", "run_on": "moon"}]}, "run_on is node or controller"),
+    ("probe without url", {"probes": [{"name": "p", "type": "http"}]}, "experiment_probes: probe p: url is required"),
+    ("probe timeout", {"probes": [{"name": "p", "url": "http://x/", "timeout": -3}]}, "must be greater than zero"),
+    ("probe names twice", {"probes": [{"name": "p", "url": "http://u/"}, {"name": "p", "url": "http://v/"}]},
+     "probe name p is used twice"),
+    ("probe run_on", {"probes": [{"name": "p", "url": "http://u/", "run_on": "moon"}]}, "run_on must be node or"),
+    ("probes as bad YAML", {"probes": "- name: [x"}, "experiment_probes is not YAML"),
+    ("probes as YAML, a typo", {"probes": "- name: p\n  url: http://u/\n  staus_code: 200"},
+     "unknown option(s) for a http probe: staus_code"),
 ]
+
+
+@pytest.mark.parametrize("value, names", [
+    ("- name: web\n  url: http://127.0.0.1:8080/\n", ["web"]),
+    ('[{"name": "q", "type": "prometheus", "url": "http://p:9090", "query": "up"}]', ["q"]),
+    ([{"name": "k", "type": "kubernetes", "namespace": "shop", "pod": "web-1"}], ["k"]),
+    ("", []),
+    (None, []),
+])
+def test_probes_from_a_list_or_survey_text(value, names):
+    probes, problem = _control.parse_probes(value)
+    assert problem == "" and [p["name"] for p in probes] == names
 
 
 @pytest.mark.parametrize("change, words", [c[1:] for c in REQUEST_CASES], ids=[c[0] for c in REQUEST_CASES])
@@ -93,27 +108,6 @@ TARGET_CASES = [
 def test_target_problem(found, words):
     problem = _control.target_problem(found, {"container_id": "a"}, "memory", True)
     assert (words in problem) if words else problem == ""
-
-
-def http(name, status, codes=200, msg=None):
-    return {"item": {"name": name, "status_code": codes}, "status": status, "msg": msg}
-
-
-PROBE_CASES = [
-    ("http ok", [http("a", 200)], [], [("a", True, "HTTP 200")]),
-    ("http listed code", [http("a", 204, [200, 204])], [], [("a", True, "HTTP 204")]),
-    ("http down", [http("a", -1, msg="refused")], [], [("a", False, "HTTP -1: refused")]),
-    ("command ok", [], [{"item": {"name": "c"}, "rc": 0}], [("c", True, "rc 0")]),
-    ("command expected rc", [], [{"item": {"name": "c", "expect_rc": 1}, "rc": 1}], [("c", True, "rc 1")]),
-    ("command fails", [], [{"item": {"name": "c"}, "rc": 2, "stderr": "boom"}], [("c", False, "rc 2: boom")]),
-]
-
-
-@pytest.mark.parametrize("http_results, command_results, want", [c[1:] for c in PROBE_CASES],
-                         ids=[c[0] for c in PROBE_CASES])
-def test_probe_round(http_results, command_results, want):
-    got = _control.probe_round({"results": http_results}, {"results": command_results})
-    assert [(p["name"], p["ok"], p["detail"]) for p in got] == want
 
 
 BASELINE_CASES = [
@@ -246,6 +240,35 @@ RESULT_CASES = [
     ("probes judged", NODE, {"web": {"checks": 4, "failures": 1, "last_failure": "HTTP 500"}}, "", "",
      ("stopped", "stop")),
 ]
+
+
+def _tally(*rounds):
+    from ansible_collections.chaosfleet.stress.plugins.plugin_utils._probes import update_tally
+    tally = {}
+    for phase, ok in rounds:
+        tally = update_tally(tally, phase, [{"name": "web", "type": "http", "ok": ok, "latency_ms": 10.0,
+                                              "detail": "HTTP 200" if ok else "HTTP 503"}])
+    return tally
+
+
+@pytest.mark.parametrize("rounds, held, detail", [
+    ([("baseline", True), ("stress", True), ("stress", True), ("recovery", True)], True,
+     "held: pass rate 100.0% (baseline 1/1, stress 2/2, recovery 1/1); latency p50 10.0 ms, p95 10.0 ms"),
+    ([("baseline", True), ("stress", False), ("stress", True), ("recovery", True)], False,
+     "broke: 1 failed checks during the stress, 0 allowed (pass rate 75.0%: baseline 1/1, stress 1/2, recovery 1/1); "
+     "last failure in stress: HTTP 503"),
+    ([("baseline", True), ("stress", True), ("recovery", False)], False,
+     "broke: failed after recovery (pass rate 66.7%: baseline 1/1, stress 1/1, recovery 0/1); "
+     "last failure in recovery: HTTP 503"),
+])
+def test_result_explains_each_probe_from_the_tally(rounds, held, detail):
+    out = _control.result(NODE, "e1", "h1", None, ["web"], {}, 0, None, "", "", {"rounds": 1}, tally=_tally(*rounds),
+                          k8s_target={"namespace": "shop", "pod": "web-1", "container": "app", "node": "n1"})
+    probe = out["steady_state"]["probes"][0]
+    assert out["steady_state"]["held"] is held and probe["ok"] is held
+    assert probe["detail"].startswith(detail)
+    assert probe["pass_rate"] and probe["latency_ms"]["p95"] == 10.0 and "stress" in probe["phases"]
+    assert out["target"]["kubernetes"] == {"namespace": "shop", "pod": "web-1", "container": "app", "node": "n1"}
 
 
 @pytest.mark.parametrize("node, stats, abort, error, want", [c[1:] for c in RESULT_CASES],

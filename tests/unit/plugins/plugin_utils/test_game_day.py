@@ -115,3 +115,49 @@ def test_summary_files_are_rendered_by_the_report_code(tmp_path):
     assert "| 1 | b | node2, node3 | inconclusive | - |" in text
     assert json.loads((tmp_path / "game-day-gd|1.json").read_text())["verdict"] == "inconclusive"
     assert paths["markdown"].endswith("game-day-gd|1.md")
+
+
+# ---------------------------------------------------------------- Kubernetes selectors
+
+A, B = "a" * 64, "b" * 64
+
+
+def _by_node(**nodes):
+    return dict((node, {"node_ip": "10.0.0.9", "targets": [
+        {"namespace": "shop", "pod": pod, "container_ids": [cid], "containers": ["app"]} for pod, cid in picked]})
+        for node, picked in nodes.items())
+
+
+K8S_SPEC = {"name": "gd", "experiments": [
+    {"name": "mem", "type": "memory", "hosts": "fleet", "k8s": {"label_selectors": {"app": "web"}},
+     "memory_size": "32Mi"}]}
+
+
+@pytest.mark.parametrize("selected, hosts, skipped, added, error", [
+    # node3 runs no picked pod: skipped, not failed
+    (_by_node(node1=[("web-1", A)], node2=[("web-2", B)]), ["node1", "node2"], ["node3"], [], None),
+    # two pods on node1: one host per container, both added (in node1's groups by the playbook)
+    (_by_node(node1=[("web-1", A), ("web-2", B)]), ["node1--aaaaaaaaaaaa", "node1--bbbbbbbbbbbb"],
+     ["node2", "node3"], ["node1--aaaaaaaaaaaa", "node1--bbbbbbbbbbbb"], None),
+    # a pod on a node outside the hosts pattern is not the experiment's
+    (_by_node(node9=[("web-9", A)]), [], ["node1", "node2", "node3"], [], "the Kubernetes selector picked no running"),
+])
+def test_check_plans_hosts_from_a_kubernetes_selector(selected, hosts, skipped, added, error):
+    out = _game_day.check(K8S_SPEC, KNOWN, resolve, {"mem": selected}, ["node1", "node2", "node3"])
+    assert out["hosts"]["mem"] == hosts and out["skipped"]["mem"] == skipped
+    assert [h["name"] for h in out["add_hosts"]] == added
+    if error:
+        assert any(error in e for e in out["errors"])
+        return
+    assert out["errors"] == []
+    first = out["targets"]["mem"][hosts[0]]
+    assert first["experiment_container_id"] in (A, B)
+    assert first["experiment_k8s_target"]["namespace"] == "shop"
+    mine = _game_day.host_vars(K8S_SPEC, 0, hosts[0], out["hosts"], {"experiment_container_id": ""}, out["targets"])
+    assert mine["vars"]["experiment_container_id"] == first["experiment_container_id"]
+    assert "experiment_k8s" not in mine["vars"] and mine["vars"]["experiment_k8s_target"]["pod"].startswith("web-")
+
+
+def test_summary_lists_skipped_hosts():
+    out = _game_day.summary("gd", [["mem"]], {"mem": ["node1"]}, {"mem": {"verdict": "pass"}}, "", {"mem": ["node3"]})
+    assert out["batches"][0][0]["skipped"] == ["node3"] and out["verdict"] == "pass"
