@@ -110,8 +110,23 @@ def content_type(path, given=None):
     return given or CONTENT_TYPES.get(os.path.splitext(path)[1].lower(), "application/octet-stream")
 
 
+def _game_day_stats(summary):
+    """A game day summary (chaosfleet_game_day) in the shape of a report's stats: one line per experiment."""
+    entries = [e for batch in summary.get("batches") or [] for e in batch]
+    return {"title": "Game day %s" % summary.get("name"), "verdict": summary.get("verdict"),
+            "per_host": dict((e["name"], {"verdict": e.get("verdict"),
+                                          "notes": ["skipped (no target): " + ", ".join(e["skipped"])]
+                                          if e.get("skipped") else []}) for e in entries),
+            "hosts": {}}
+
+
 def slack_message(stats=None, text=None, link=None):
-    """A Slack-compatible incoming-webhook body: ``text`` (every such receiver reads it) plus blocks."""
+    """A Slack-compatible incoming-webhook body: ``text`` (every such receiver reads it) plus blocks.
+
+    ``stats`` is a report's stats (stress_report) or a game day summary (chaosfleet_game_day).
+    """
+    if isinstance(stats, dict) and "batches" in stats:
+        stats = _game_day_stats(stats)
     if text:
         summary = text
     else:

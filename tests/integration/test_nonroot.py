@@ -2,7 +2,8 @@
 
 Every fleet node has SUDO_USER (tests/lab/fleet.py: a user with passwordless sudo and the
 controller's key, in the node's own /etc). These tests log in as that user and become root
-with sudo, for the install playbook, the preflight and a whole memory experiment.
+with sudo, for the install playbook and the preflight; whole experiments run through it in
+test_awx_runner.py (k8s_pod_stress and the shipped game day).
 """
 
 import json
@@ -10,14 +11,12 @@ import json
 import pytest
 
 from tests.integration.fleet_fixtures import fleet  # noqa: F401  pylint: disable=unused-import
-from tests.integration.fleet_fixtures import fast_experiment, run_playbook, unique
+from tests.integration.fleet_fixtures import run_playbook
 from tests.lab.fleet import SUDO_USER
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
-MiB = 1024 * 1024
 AS_USER = {"ansible_user": SUDO_USER}
-WITH_SUDO = dict(AS_USER, ansible_become=True)
 
 
 def _install_then_preflight(tmp_path):
@@ -52,15 +51,3 @@ def test_install_playbook_through_sudo_and_preflight_names_what_lacks(fleet, tmp
     found = json.loads((tmp_path / "become-True.json").read_text())
     assert found["ready"], found["missing"]
     assert found["checks"]["privileges"]["detail"] == "running as root"
-
-
-def test_memory_experiment_through_sudo(fleet, tmp_path):
-    name = unique("sudo")
-    extra = fast_experiment(experiment_name=name, experiment_report_dest=str(tmp_path), **WITH_SUDO)
-    run = run_playbook(fleet, "chaosfleet.stress.memory_stress", extra, limit="node1")
-    assert run.rc == 0, run
-    report = json.loads((tmp_path / ("stress-report-%s.json" % name)).read_text())
-    result = report["results"]["node1"]
-    assert (result["status"], result["reason"]) == ("finished", "deadline")
-    assert 0.8 * 32 * MiB <= result["achieved"]["working_set_increase_bytes"] <= 1.25 * 32 * MiB
-    assert fleet.outcome("node1", name)["processes_left"] == [] and fleet.stress_pids("node1") == []

@@ -54,6 +54,9 @@ STATS = {"experiment": "checkout-mem", "title": "Game day: checkout", "verdict":
      ":white_check_mark: *e*: PASS (1 ok)\nReport: <https://r/x.html>"),
     (None, "custom words", None, "custom words"),
     ({}, None, None, ":grey_question: *chaosfleet.stress experiment*: UNKNOWN"),
+    ({"name": "weekly", "verdict": "fail", "batches": [[{"name": "mem", "verdict": "pass", "skipped": ["n3"]}],
+                                                       [{"name": "cpu", "verdict": "fail", "skipped": []}]]},
+     None, None, ":x: *Game day weekly*: FAIL\n- cpu: fail"),
 ])
 def test_slack_message(stats, text, link, expected):
     message = slack_message(stats, text, link)
