@@ -145,12 +145,16 @@ def test_shipped_weekly_game_day_passes_on_a_healthy_lab(fleet, tmp_path):
     extravars = dict(template["extra_vars"], checkout_namespace="default", checkout_app="hello",
                      game_day_report_dest=str(reports), game_day_duration="8s", game_day_ramp="2s",
                      game_day_cooldown="0", experiment_baseline_duration="2s", experiment_recovery_timeout="15s",
-                     experiment_heartbeat_interval="2", experiment_heartbeat_timeout="15s")
+                     experiment_heartbeat_interval="2", experiment_heartbeat_timeout="15s",
+                     # The lab box is shared by parallel test runs (load 10+ on 2 cores): a CPU stress there
+                     # may reach less of the quota than a real node would, which is "inconclusive", not a
+                     # broken steady state. The probes decide here.
+                     experiment_achieved_min_percent="20")
     with ApiDouble(objects) as api:
         runner, artifacts = run_job(tmp_path, fleet, "playbooks/game_day.yml", extravars,
                                     inventory=[fleet.inventory, sudo_inventory(tmp_path, site)],
                                     env={"K8S_AUTH_KUBECONFIG": api.kubeconfig_path})
-    assert (runner.status, runner.rc) == ("successful", 0), stdout(runner)
+    assert (runner.status, runner.rc) == ("successful", 0), (stdout(runner), artifacts.get("chaosfleet_report"))
     summary = artifacts["chaosfleet_game_day"]
     assert summary["verdict"] == "pass" and summary["stopped"] is None and summary["not_run"] == []
     for entry in [e for batch in summary["batches"] for e in batch]:
