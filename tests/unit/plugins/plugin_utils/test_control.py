@@ -246,8 +246,8 @@ def _tally(*rounds):
     from ansible_collections.chaosfleet.stress.plugins.plugin_utils._probes import update_tally
     tally = {}
     for phase, ok in rounds:
-        tally = update_tally(tally, phase, [{"name": "web", "type": "http", "ok": ok, "latency_ms": 10.0,
-                                              "detail": "HTTP 200" if ok else "HTTP 503"}])
+        checked = {"name": "web", "type": "http", "ok": ok, "latency_ms": 10.0, "detail": "HTTP 200" if ok else "HTTP 503"}
+        tally = update_tally(tally, phase, [checked])
     return tally
 
 
