@@ -48,9 +48,9 @@ def workdir():
 def _probes(app, prometheus, double):
     k8s_auth = {"host": double.url, "api_key": double.token, "ca_cert": double.ca_path}
     return [
-        {"name": "health-node", "url": app.url + "/health", "body_regex": '"status": "ok"', "max_latency": "2s",
+        {"name": "health-node", "url": app.url + "/health", "body_regex": '"status": "ok"', "max_latency": "10s",
          "headers": {"Authorization": "Bearer " + HEADER_SECRET}},
-        {"name": "health-controller", "url": app.url + "/health", "run_on": "controller", "timeout": "1s"},
+        {"name": "health-controller", "url": app.url + "/health", "run_on": "controller", "timeout": "10s"},
         {"name": "cmd", "type": "command", "command": ["sh", "-c", "echo ready"], "output_regex": "^ready"},
         {"name": "errors", "type": "prometheus", "url": prometheus.url,
          "query": 'cflab_errors_ratio{service="checkout"}', "comparator": "<", "threshold": 0.05},
