@@ -19,7 +19,6 @@ from ansible_collections.chaosfleet.stress.plugins.plugin_utils._report import R
 
 ARGUMENT_SPEC = dict(
     step=dict(type="str", required=True, choices=["check", "vars", "gate", "summary"]),
-    spec=dict(type="dict", required=True),
     role_defaults=dict(type="dict", default={}),
     plan=dict(type="dict"),
     batch=dict(type="int"),
@@ -40,6 +39,34 @@ class ActionModule(ActionBase):
         result.setdefault("changed", False)
         return result
 
+    def _spec(self, task_vars, raw=False):
+        """The spec from game_day or the file read into __gd_file. Its values may use a host's
+        variables, so only what plans the game day (names, types, hosts) is templated here (raw:
+        nothing); each host templates its own experiment's settings (step vars)."""
+        spec = task_vars["game_day"] if "game_day" in task_vars else task_vars.get("__gd_file")
+        if raw:
+            return spec
+        if not isinstance(spec, dict):
+            return spec
+        out = dict(spec, name=self._try(spec.get("name")))
+        for key in ("experiments", "batches"):
+            if isinstance(spec.get(key), list):
+                out[key] = [[self._head(e) for e in b] if isinstance(b, list) else self._head(b) for b in spec[key]]
+        return out
+
+    def _head(self, experiment):
+        """An experiment with the keys that plan the game day templated (on the controller)."""
+        if not isinstance(experiment, dict):
+            return experiment
+        return dict(experiment, **dict((k, self._try(experiment[k])) for k in ("name", "type", "hosts")
+                                       if k in experiment))
+
+    def _try(self, value):
+        try:
+            return self._templar.template(value)
+        except Exception:  # a value that needs a host's variables: judged as written
+            return value
+
     def _check(self, args, task_vars):
         lookup = self._shared_loader_obj.lookup_loader.get(
             "ansible.builtin.inventory_hostnames", loader=self._loader, templar=self._templar)
@@ -48,15 +75,18 @@ class ActionModule(ActionBase):
             return lookup.run([str(pattern)], variables=task_vars)
 
         known = set(k[len("experiment_"):] for k in args["role_defaults"] if k.startswith("experiment_"))
-        out = _game_day.check(args["spec"], known, resolve)
+        spec = self._spec(task_vars)
+        out = _game_day.check(spec, known, resolve)
         if out["errors"]:
             raise AnsibleActionFail("game day spec %s: %s" % (args["label"], "; ".join(out["errors"])))
-        out.update(_game_day.settings(args["spec"]))
+        out.update(_game_day.settings(spec))
         return out
 
     def _vars(self, args, task_vars):
-        return _game_day.host_vars(args["spec"], args["batch"], task_vars["inventory_hostname"],
+        mine = _game_day.host_vars(self._spec(task_vars, raw=True), args["batch"], task_vars["inventory_hostname"],
                                    args["plan"]["hosts"], args["role_defaults"])
+        # Only this host's experiment is templated, with this host's variables.
+        return {"name": self._try(mine["name"]), "vars": self._templar.template(mine["vars"])}
 
     def _reports(self, task_vars, hosts):
         reports = {}
@@ -83,7 +113,7 @@ class ActionModule(ActionBase):
                 stopped = stopped or task_vars["hostvars"][host].get("__gd_stopped") or ""
             except KeyError:
                 continue
-        summary = _game_day.summary(args["spec"]["name"], plan["plan"], plan["hosts"],
+        summary = _game_day.summary(plan["name"], plan["plan"], plan["hosts"],
                                     self._reports(task_vars, hosts), stopped)
         try:
             paths = write_game_day(summary, plan["report_dest"], check_mode=bool(self._task.check_mode))
