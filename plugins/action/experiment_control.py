@@ -20,7 +20,7 @@ from ansible.plugins.action import ActionBase
 
 from ansible_collections.chaosfleet.stress.plugins.plugin_utils import _control
 
-STEPS = ("request", "preflight", "baseline", "gate", "tick", "result", "collect")
+STEPS = ("request", "clock", "preflight", "baseline", "gate", "tick", "result", "collect")
 ROLE_PREFIX = "experiment_"
 ARGUMENT_SPEC = dict(
     step=dict(type="str", required=True, choices=list(STEPS)),
@@ -76,6 +76,9 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail("invalid input for experiment %s: %s" % (v.get("name"), "; ".join(out["problems"])))
         return out
 
+    def _clock(self, args, task_vars):
+        return {"at": time.time()}
+
     def _preflight(self, args, task_vars):
         v = self._role_vars(task_vars)
         request = self._var(task_vars, "__experiment_request")
@@ -91,8 +94,10 @@ class ActionModule(ActionBase):
                 and not _control._bool(v["oom_group_ack"]))
         oom_group_warning = bool(target and v["type"] == "memory"
                                  and (target.get("memory") or {}).get("oom_group") is True)
-        timeout = ((args["check"] or {}).get("plan") or {}).get("heartbeat_timeout_seconds") or 30
-        return {"problem": problem, "target": target, "beat_timeout": max(3, int(timeout // 3)), "plan": (args["check"] or {}).get("plan"),
+        clock = self._var(task_vars, "__experiment_clock") or {}
+        check_round = round(time.time() - clock["at"], 3) if clock.get("at") else None
+        return {"problem": problem, "target": target, "check_round_seconds": check_round,
+                "plan": (args["check"] or {}).get("plan"),
                 "argv": (args["check"] or {}).get("argv") or [], "oom_group_warning": oom_group_warning}
 
     def _baseline(self, args, task_vars):
@@ -106,8 +111,11 @@ class ActionModule(ActionBase):
         state = args["state"] or {}
         mine = (state.get("hosts") or {}).get(host) or {}
         request = self._var(task_vars, "__experiment_request")
+        gate = self._var(task_vars, "__experiment_gate") or {}
         plan = (self._var(task_vars, "__experiment_preflight") or {}).get("plan") or {}
-        heartbeat = _control.heartbeat_stats(state, request["interval"], plan.get("heartbeat_timeout_seconds"))
+        heartbeat = _control.heartbeat_stats(state, request["interval"], gate.get("heartbeat_timeout"))
+        heartbeat.update(configured_timeout_seconds=plan.get("heartbeat_timeout_seconds"),
+                         check_round_seconds=gate.get("check_round_seconds"))
         probes = [p["name"] for p in request.get("probes") or []] or None
         probe_round = self._var(task_vars, "__experiment_probe_round") or {}
         error = self._var(task_vars, "__experiment_error") or ""
@@ -133,6 +141,18 @@ class ActionModule(ActionBase):
                      self._participants(task_vars, str(v["name"])))
         out = _control.gate(hosts, task_vars["ansible_play_hosts"], v["preflight_max_failed_percent"],
                             _control._bool(v["any_errors_fatal"]))
+        rounds, configured = [], None
+        for host in out["participants"]:
+            preflight = self._of(hostvars, host, "__experiment_preflight", {})
+            if preflight.get("check_round_seconds") is not None:
+                rounds.append(preflight["check_round_seconds"])
+            configured = configured or (preflight.get("plan") or {}).get("heartbeat_timeout_seconds")
+        request = self._var(task_vars, "__experiment_request")
+        out["check_round_seconds"] = max(rounds) if rounds else None
+        out["heartbeat_timeout"] = _control.effective_timeout(configured or 30, request["interval"],
+                                                              out["check_round_seconds"])
+        # A heartbeat gives up after a third of the dead-man: the node is tried again next tick.
+        out["beat_timeout"] = max(3, out["heartbeat_timeout"] // 3)
         if not out["start"]:
             out["msg"] = "not starting experiment %s: %s" % (v["name"], out["msg"])
         return out
@@ -149,14 +169,18 @@ class ActionModule(ActionBase):
             if host in previous and not previous[host]["active"]:
                 continue
             errors[host] = self._of(hostvars, host, "__experiment_error", "")
-            beat = self._of(hostvars, host, "__experiment_beat")
+            raw = self._of(hostvars, host, "__experiment_heartbeat")
+            beat = None if raw is None or raw.get("skipped") else _control.parse_beat(raw)
+            if beat is not None and host not in previous:
+                # The first tick: the deadline comes from the start's answer.
+                started = self._of(hostvars, host, "__experiment_beat", {})
+                beat["deadline"] = beat.get("deadline") or started.get("deadline")
             if beat is not None and not beat.get("skipped"):
                 beats[host] = beat
                 rounds[host] = (self._of(hostvars, host, "__experiment_probe_round") or {}).get("probes") or []
         settings = {"participants": [h for h in gate["participants"] if h not in gate["not_ready"]],
                     "interval": request["interval"], "threshold": request["threshold"],
-                    "timeout": (self._var(task_vars, "__experiment_preflight")["plan"] or {}).get(
-                        "heartbeat_timeout_seconds") or 30,
+                    "timeout": gate["heartbeat_timeout"],
                     "max_failed_percent": v["max_failed_nodes_percent"],
                     "any_errors_fatal": _control._bool(v["any_errors_fatal"]),
                     "abort_on_app_oom_kill": _control._bool(v["abort_on_app_oom_kill"])}

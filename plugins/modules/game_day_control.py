@@ -15,6 +15,8 @@ module: game_day_control
 short_description: The decisions of the chaosfleet.stress.game_day playbook (internal)
 version_added: 0.2.0
 description:
+  - Reads the spec from C(game_day) (inline) or C(__gd_file) (the spec file, read with
+    M(ansible.builtin.include_vars)); values that use a host's variables are templated for that host.
   - V(check) refuses a bad game day spec with every problem named (names, types, unknown settings, host
     patterns that match nothing, one host in two experiments of a batch) and plans the batches.
   - V(vars) gives the host its experiment of a batch and the role variables for it.
@@ -38,10 +40,6 @@ options:
     type: str
     required: true
     choices: [check, vars, gate, summary]
-  spec:
-    description: The game day spec.
-    type: dict
-    required: true
   role_defaults:
     description: The P(chaosfleet.stress.experiment#role) role's defaults (its known settings).
     type: dict
@@ -56,12 +54,6 @@ options:
     description: How to name the spec in errors.
     type: str
     default: (inline)
-  k8s:
-    description: Step V(check) - the registered M(chaosfleet.stress.k8s_targets) loop, one item per experiment
-      with a C(k8s) selector (the item is the experiment).
-    type: list
-    elements: dict
-    default: []
 notes:
   - Internal to the collection's playbooks; its options may change between minor versions.
 '''
@@ -70,7 +62,6 @@ EXAMPLES = r'''
 - name: Check the spec and plan the batches
   chaosfleet.stress.game_day_control:
     step: check
-    spec: "{{ game_day }}"
     role_defaults: "{{ __gd_role_defaults }}"
   register: __gd_plan
 '''

@@ -17,8 +17,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
 import math
 import re
+import shlex
 
 import yaml
 
@@ -32,6 +34,7 @@ WHOLE_RE = re.compile(r"^[0-9]+$")
 NUMBER_RE = re.compile(r"^[0-9]+(\.[0-9]+)?$")
 PERCENT_KEYS = ("max_failed_nodes_percent", "preflight_max_failed_percent", "recovery_within_percent",
                 "achieved_min_percent")
+OVERDUE_SECONDS = 30  # a stress still "running" this long after its deadline is left to the read-back
 
 
 def _text(value):
@@ -134,6 +137,7 @@ def request(v, host):
     need(not probe_problem, probe_problem)
     if problems:
         return out
+    out["beat_command"] = beat_command(got("state_dir") or "/run/chaosfleet", out["node_name"])
     out["interval"] = int(got("heartbeat_interval"))
     out["threshold"] = int(got("probe_failure_threshold"))
     if kind == "memory":
@@ -154,6 +158,30 @@ def request(v, host):
         guard["max_working_set"] = got("max_working_set")
     out["guard"] = guard
     return out
+
+
+def beat_command(state_dir, node_name):
+    """The heartbeat, as one shell line for ansible.builtin.raw: touch the experiment's heartbeat
+    file (all the node's dead-man watches) and print its outcome, or that it still runs.
+
+    No module run, no Python on the node: a heartbeat round over many nodes costs little more
+    than the SSH round trips. The names come from validated input and are quoted anyway.
+    """
+    directory = "%s/experiments/%s" % (state_dir.rstrip("/"), node_name)
+    return ("cd %s 2>/dev/null || { echo '{\"status\": \"absent\"}'; exit 0; }; touch heartbeat && "
+            "{ cat outcome.json 2>/dev/null || echo '{\"status\": \"running\"}'; }" % shlex.quote(directory))
+
+
+def parse_beat(raw):
+    """The stressor-like answer ({status, reason, deadline} or {msg}) from the raw heartbeat's result."""
+    raw = raw or {}
+    if raw.get("unreachable") or raw.get("rc") not in (0, None) or raw.get("failed") or "stdout" not in raw:
+        return {"msg": raw.get("msg") or raw.get("stderr") or "no answer"}
+    try:
+        outcome = json.loads(raw["stdout"])
+    except ValueError:
+        return {"msg": "unreadable heartbeat answer: %s" % _truncate(raw["stdout"], 200)}
+    return {"status": outcome.get("status"), "reason": outcome.get("reason"), "deadline": outcome.get("deadline")}
 
 
 # ---------------------------------------------------------------- preflight and baseline
@@ -251,6 +279,18 @@ def gate(hosts, play_hosts, allowed_percent, any_errors_fatal):
     return {"participants": participants, "not_ready": not_ready, "start": start, "msg": msg}
 
 
+def effective_timeout(configured, interval, round_seconds):
+    """The dead-man the nodes get: the configured one, or longer when this controller is slow.
+
+    ``round_seconds`` is how long one module round over the participants took (the preflight
+    check). A node's first heartbeat comes about a round after its start (the rest of the
+    start round), and later ones every interval plus a round; three of those fit in the
+    dead-man, so a slow but healthy controller never lets it fire. Whole seconds.
+    """
+    needed = 3 * (interval + (round_seconds or 0.0))
+    return int(math.ceil(max(float(configured), needed)))
+
+
 def percentile(values, share):
     """Nearest-rank percentile (share 0..1) of a list of numbers; None when empty."""
     if not values:
@@ -267,7 +307,10 @@ def _beat(entry, beat, now, timeout):
     """
     if beat is not None and beat.get("status") is not None:
         entry.update(status=beat["status"], reason=beat.get("reason") or "", active=beat["status"] == "running",
-                     deadline=beat.get("deadline"), last_beat=now)
+                     deadline=beat.get("deadline") or entry.get("deadline"), last_beat=now)
+        if entry["active"] and entry["deadline"] is not None and now > entry["deadline"] + OVERDUE_SECONDS:
+            # Its supervisor should have ended it: the read-back after the monitor tells what happened.
+            entry.update(status="overdue", active=False)
         return
     entry["missed"] = entry.get("missed", 0) + 1
     why = _truncate((beat or {}).get("msg") or "no answer", 200)

@@ -119,8 +119,10 @@ def check(spec, known, resolve, selected=None, inventory=()):
 
 
 def settings(spec):
-    """The gate and the report directory, with their defaults."""
-    return {"gate": dict(DEFAULT_GATE, **(spec.get("gate") or {})), "report_dest": spec.get("report_dest") or DEFAULT_DEST}
+    """The name, the gate and the reports, with their defaults."""
+    return {"name": spec.get("name"), "gate": dict(DEFAULT_GATE, **(spec.get("gate") or {})),
+            "report_dest": spec.get("report_dest") or DEFAULT_DEST,
+            "report_formats": spec.get("report_formats") or ["html", "markdown", "json"]}
 
 
 def host_vars(spec, batch_index, host, hosts, role_defaults, targets=None):

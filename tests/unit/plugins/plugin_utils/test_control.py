@@ -289,3 +289,41 @@ def test_result(node, stats, abort, error, want):
 def test_report_input():
     out = _control.report_input({"a": ({"format_version": 1}, ""), "b": (None, "no target"), "c": (None, "")})
     assert out == {"a": {"format_version": 1}, "b": {"failed": True, "msg": "not started: no target"}, "c": None}
+
+
+def test_beat_command_quotes_the_directory():
+    command = _control.beat_command("/run/chaos fleet/", "e1")
+    assert command.startswith("cd '/run/chaos fleet/experiments/e1' 2>/dev/null || ")
+    assert "touch heartbeat" in command
+
+
+@pytest.mark.parametrize("raw, want", [
+    ({"rc": 0, "stdout": '{"status": "running"}\n'}, {"status": "running", "reason": None, "deadline": None}),
+    ({"rc": 0, "stdout": '{"deadline": 5.0, "reason": "deadline", "status": "finished"}'},
+     {"status": "finished", "reason": "deadline", "deadline": 5.0}),
+    ({"rc": 0, "stdout": '{"status": "absent"}'}, {"status": "absent", "reason": None, "deadline": None}),
+    ({"unreachable": True, "msg": "ssh: no route"}, {"msg": "ssh: no route"}),
+    ({"failed": True, "msg": "Timed out after 10 second(s)."}, {"msg": "Timed out after 10 second(s)."}),
+    ({"rc": 1, "stdout": "", "stderr": "sh: denied"}, {"msg": "sh: denied"}),
+    ({"rc": 0, "stdout": "garbage"}, {"msg": "unreadable heartbeat answer: garbage"}),
+], ids=["running", "ended", "absent", "unreachable", "timed out", "shell error", "garbage"])
+def test_parse_beat(raw, want):
+    assert _control.parse_beat(raw) == want
+
+
+def test_a_stress_running_long_past_its_deadline_is_left_to_the_read_back():
+    state = {"hosts": {"a": {"status": "running", "active": True, "last_beat": 90.0, "probes": {}, "deadline": 60.0},
+                       "b": {"status": "finished", "active": False, "last_beat": 90.0, "probes": {}, "deadline": 60.0}}}
+    out = _control.tick(state, {"a": {"status": "running"}}, {}, ["a", "b"], 100.0, SETTINGS)
+    assert out["hosts"]["a"]["status"] == "overdue" and out["done"] and out["abort_reason"] == ""
+
+
+@pytest.mark.parametrize("configured, interval, round_seconds, want", [
+    (30, 5, None, 30),      # nothing measured: as configured
+    (30, 5, 2.0, 30),       # a fast controller: as configured
+    (30, 5, 5.0, 30),       # 3 x (5 + 5) = 30
+    (30, 5, 8.2, 40),       # a slow one: 3 x (5 + 8.2) = 39.6 -> 40
+    (15.0, 2, 20.0, 66),    # a very slow one
+], ids=["unmeasured", "fast", "at the edge", "slow", "very slow"])
+def test_effective_timeout(configured, interval, round_seconds, want):
+    assert _control.effective_timeout(configured, interval, round_seconds) == want
