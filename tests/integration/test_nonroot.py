@@ -7,6 +7,7 @@ test_awx_runner.py (k8s_pod_stress and the shipped game day).
 """
 
 import json
+import os
 
 import pytest
 
@@ -51,3 +52,6 @@ def test_install_playbook_through_sudo_and_preflight_names_what_lacks(fleet, tmp
     found = json.loads((tmp_path / "become-True.json").read_text())
     assert found["ready"], found["missing"]
     assert found["checks"]["privileges"]["detail"] == "running as root"
+    # The user exists in the nodes' own /etc only: the host's files are untouched.
+    assert SUDO_USER + ":" not in open("/etc/passwd").read()
+    assert not os.path.exists("/etc/sudoers.d/" + SUDO_USER)
