@@ -13,6 +13,13 @@ two ansible-playbook runs per approach and times each:
 
 Both include ansible-playbook's own start-up, as a user sees it. The table shows medians of
 --repeat runs and the ratio chaosfleet/bare of inject + roll back (target: at most 1.3).
+
+Then the full chaosfleet.stress.memory_stress playbook (64Mi for 30 s, the role's defaults:
+heartbeat every 5 s, dead-man 30 s) on fleets of --full-nodes (1, 3, 10, 30, 50): wall time,
+overhead (wall - 30 s), heartbeat round p50/p95, controller CPU-seconds per node (ansible-playbook
+and its workers), and how each node ended. Targets: every node ends at its deadline; overhead
+<= 15 s at 3 nodes and <= 30 s at 30; heartbeat round p95 <= a third of the dead-man at 30 nodes.
+docs/guides/scale.md has the table and the plan for 1,000 nodes built from these figures.
 """
 
 import argparse
@@ -28,8 +35,11 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from tests.integration.fleet_fixtures import ANSIBLE_PLAYBOOK, ENV, down, up  # noqa: E402
+from tests.integration.fleet_scale import full_run  # noqa: E402
 
 TARGET_RATIO = 1.3
+OVERHEAD_TARGETS = {3: 15.0, 30: 30.0}   # nodes: seconds
+HEARTBEAT_SHARE_NODES = 30               # heartbeat p95 <= a third of the dead-man from here on
 SIZE = "32Mi"
 
 PLAYBOOKS = {
@@ -125,10 +135,44 @@ def measure(fleet, playbook_dir, repeat):
     return dict((a, dict((p, statistics.median(v)) for p, v in phases.items())) for a, phases in times.items())
 
 
+def full_runs(sizes):
+    """One full memory_stress run per fleet size; returns the rows and whether every target was met."""
+    rows, ok = [], True
+    for count in sizes:
+        fleet = up(count)
+        try:
+            with tempfile.TemporaryDirectory(prefix="cf-bench-report-") as reports:
+                row = full_run(fleet, "bench-full-%d-%d" % (os.getpid(), count), reports)
+        finally:
+            down(fleet)
+        row.pop("log_tail")
+        problems = []
+        if row["endings"] != {"deadline": count}:
+            problems.append("not every node ended at its deadline")
+        if count in OVERHEAD_TARGETS and row["overhead_seconds"] > OVERHEAD_TARGETS[count]:
+            problems.append("overhead over %ds" % OVERHEAD_TARGETS[count])
+        if count >= HEARTBEAT_SHARE_NODES and (row["heartbeat_p95_seconds"] or 0) > \
+                (row["heartbeat_timeout_seconds"] or 0) / 3.0:
+            problems.append("heartbeat p95 over a third of the dead-man")
+        row["problems"] = problems
+        ok = ok and not problems
+        rows.append(row)
+    print("nodes | wall | overhead | heartbeat p50 / p95 (dead-man) | controller CPU-s per node | endings | targets")
+    for row in rows:
+        print("%5d | %5.1fs | %6.1fs | %5s / %5s s (%s s) | %6.2f | %s | %s" % (
+            row["nodes"], row["wall_seconds"], row["overhead_seconds"], row["heartbeat_p50_seconds"],
+            row["heartbeat_p95_seconds"], row["heartbeat_timeout_seconds"], row["cpu_seconds_per_node"],
+            ", ".join("%s %d" % item for item in sorted(row["endings"].items())),
+            "ok" if not row["problems"] else "; ".join(row["problems"])))
+    return rows, ok
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--nodes", default="1,3,10")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--full-nodes", default="1,3,10,30,50",
+                        help="fleet sizes for the full memory_stress run (empty: skip it)")
     parser.add_argument("--json", help="also write the figures here")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
@@ -138,7 +182,7 @@ def main(argv=None):
         for name, text in PLAYBOOKS.items():
             with open(os.path.join(playbook_dir, name + ".yml"), "w") as handle:
                 handle.write(text)
-        for count in [int(n) for n in args.nodes.split(",")]:
+        for count in [int(n) for n in args.nodes.split(",") if n]:
             fleet = up(count)
             try:
                 medians = measure(fleet, playbook_dir, args.repeat)
@@ -154,10 +198,12 @@ def main(argv=None):
         print("%5d | %16.2fs | %18.2fs | %10.2fs | %12.2fs | %.2f %s" % (
             row["nodes"], row["chaosfleet"]["inject"], row["chaosfleet"]["rollback"], row["bare"]["inject"],
             row["bare"]["rollback"], row["ratio"], "ok" if row["ratio"] <= TARGET_RATIO else "OVER"))
+    full, full_ok = full_runs([int(n) for n in args.full_nodes.split(",") if n]) if args.full_nodes else ([], True)
     if args.json:
         with open(args.json, "w") as handle:
-            json.dump({"target_ratio": TARGET_RATIO, "repeat": args.repeat, "rows": rows}, handle, indent=2)
-    return 0
+            json.dump({"target_ratio": TARGET_RATIO, "repeat": args.repeat, "rows": rows, "full_runs": full},
+                      handle, indent=2)
+    return 0 if full_ok else 1
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ APT_PACKAGES=(
   gcc libc6-dev python3 python3-venv python3-apt
   chromium shellcheck
   qemu-system-x86 linux-image-amd64 cpio kmod
+  prometheus sudo
 )
 # Real container engines for the engine lab (tests/lab/engines.py). Their packages would start a
 # daemon with default networking (a bridge, iptables rules): service starts are blocked while they install.

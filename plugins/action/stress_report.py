@@ -17,7 +17,7 @@ from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.chaosfleet.stress.plugins.plugin_utils._report import (
-    ARGUMENT_SPEC, ReportError, run,
+    ARGUMENT_SPEC, MUTUALLY_EXCLUSIVE, REQUIRED_ONE_OF, ReportError, run,
 )
 
 
@@ -29,7 +29,8 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
         del tmp
-        args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)[1]
+        args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC, mutually_exclusive=MUTUALLY_EXCLUSIVE,
+                                           required_one_of=REQUIRED_ONE_OF)[1]
         try:
             result.update(run(args, check_mode=bool(self._task.check_mode)))
         except ReportError as exc:

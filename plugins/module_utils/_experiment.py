@@ -181,8 +181,16 @@ class Experiment(object):
             "found it gone and stopped its stress" % record.get("pid"))
 
     def stop(self):
-        """Stop the experiment from any process. Returns True if this changed anything on the node."""
-        if not self.exists or self.outcome() is not None:
+        """Stop the experiment from any process. Returns True if this changed anything on the node.
+
+        Every request is recorded in the experiment's event log (stop_requested), so each rollback
+        path can be counted on the node.
+        """
+        running = self.exists and self.outcome() is None
+        if os.path.isdir(self.dir):
+            state.append_jsonl(self.path(state.EVENTS), {"t": round(time.time(), 3), "event": "stop_requested",
+                                                         "running": running})
+        if not running:
             return False
         with open(self.path(state.STOP), "w") as handle:
             handle.write(str(time.time()))

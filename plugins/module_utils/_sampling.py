@@ -16,10 +16,10 @@ import time
 from ansible_collections.chaosfleet.stress.plugins.module_utils import _state as state
 from ansible_collections.chaosfleet.stress.plugins.module_utils._oom import KernelLog, OomTracker
 from ansible_collections.chaosfleet.stress.plugins.module_utils._resolve import process_comm, read_pids
+from ansible_collections.chaosfleet.stress.plugins.module_utils._result import build as build_result
 from ansible_collections.chaosfleet.stress.plugins.module_utils._summary import recovery as recovery_of, summarize
 from ansible_collections.chaosfleet.stress.plugins.module_utils._usage import read_sample, reader_for
 
-FORMAT_VERSION = 1
 IDENTITY = ("path", "kind", "runtime", "container_id", "pod_uid", "qos_class", "systemd_unit", "cgroup_version")
 
 
@@ -125,39 +125,36 @@ def experiment_result(experiment, host=None):
     if oom_kills is None:
         oom_kills = [dict((k, v) for k, v in e.items() if k != "event") for e in events if e.get("event") == "oom_kill"]
     kind = "memory" if memory else ("cpu" if cpu else "io")
-    return {
-        "format_version": FORMAT_VERSION,
-        "host": host or socket.gethostname(),
-        "experiment": experiment.name,
-        "target": {
+    return build_result(
+        host=host or socket.gethostname(),
+        experiment=experiment.name,
+        target={
             "path": target.get("path"), "container_id": target.get("container_id"), "pod_uid": target.get("pod_uid"),
             "qos_class": target.get("qos_class"), "cgroup_version": target.get("cgroup_version"),
             "limit_bytes": limits.get("memory_limit_bytes"),
             "cpu_quota_cores": limits.get("cpu_quota_cores"),
             "oom_group": limits.get("oom_group"),
         },
-        "request": {
+        request={
             "kind": kind, "memory_bytes": memory.get("bytes"), "target_usage_bytes": memory.get("target_usage_bytes"),
             "ramp_seconds": memory.get("ramp_seconds"), "cpu_load_percent": cpu.get("load_percent"),
             "cpu_cores": cpu.get("cores"),
             "workers": memory.get("workers") or cpu.get("workers") or (plan.get("io") or {}).get("workers") or 1,
             "duration_seconds": plan.get("duration_seconds"),
         },
-        "argv": spec.get("argv"),
-        "started_at": status.get("started_at"),
-        "ended_at": outcome.get("ended_at"),
-        "deadline": status.get("deadline"),
-        "status": report["status"],
-        "reason": report["reason"],
+        argv=spec.get("argv"),
+        started_at=status.get("started_at"),
+        ended_at=outcome.get("ended_at"),
+        deadline=status.get("deadline"),
+        status=report["status"],
+        reason=report["reason"],
         # The supervisor's first sample is taken before any stress starts.
-        "baseline": summarize(samples[:1]) if samples else None,
-        "samples": samples,
-        "summary": summarize(samples),
-        "oom_kills": oom_kills,
-        "achieved": {
+        baseline=summarize(samples[:1]) if samples else None,
+        samples=samples,
+        summary=summarize(samples),
+        oom_kills=oom_kills,
+        achieved={
             "working_set_increase_bytes": outcome.get("achieved_increase_bytes"),
             "cpu_cores": summary_during["cpu_cores"] if cpu else None,
         },
-        "steady_state": {"held": None, "probes": []},
-        "recovery": {"recovered": None, "seconds": None, "within_percent": None, "timeout_seconds": None},
-    }
+    )

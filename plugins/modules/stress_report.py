@@ -54,8 +54,16 @@ options:
       - In the mapping, a host whose value is null, empty or a skipped task result counts as missing, and a
         failed task result (C(failed=true) with a C(msg)) is listed as failed with its message.
       - Every result must have C(format_version) 1 and all must be from the same experiment.
+      - Exactly one of O(results) and O(slice_reports) is required.
     type: raw
-    required: true
+  slice_reports:
+    description:
+      - JSON reports (this module's C(.json) files) of the slices of one experiment, run apart - AWX job
+        slices, C(serial) batches, or several controllers. Their results make one report.
+      - A host is missing only when no slice has a result or a failure for it; a host with a result in two
+        slices is an error.
+    type: list
+    elements: path
   expected_hosts:
     description:
       - Hosts that should have a result. Those without one are listed as missing.

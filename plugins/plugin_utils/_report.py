@@ -27,6 +27,7 @@ import os
 import re
 import tempfile
 
+from ansible_collections.chaosfleet.stress.plugins.module_utils import _result
 from ansible_collections.chaosfleet.stress.plugins.module_utils._summary import (
     achieved_increase, cpu_rates, summarize,
 )
@@ -34,14 +35,15 @@ from ansible_collections.chaosfleet.stress.plugins.module_utils._units import (
     format_bytes, format_duration,
 )
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = _result.FORMAT_VERSION
 FORMATS = {"html": ".html", "markdown": ".md", "json": ".json"}
 TEMPLATE_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "templates", "stress_report")
 MAX_POINTS = 1500  # per series; longer series keep each bucket's min and max sample
 UNLIMITED = 2 ** 60
 
 ARGUMENT_SPEC = dict(
-    results=dict(type="raw", required=True),
+    results=dict(type="raw"),
+    slice_reports=dict(type="list", elements="path"),
     expected_hosts=dict(type="list", elements="str", default=[]),
     title=dict(type="str"),
     dest=dict(type="path", required=True),
@@ -50,6 +52,9 @@ ARGUMENT_SPEC = dict(
     achieved_min_percent=dict(type="float", default=80.0),
     fail_on_app_oom=dict(type="bool", default=True),
 )
+
+REQUIRED_ONE_OF = [("results", "slice_reports")]
+MUTUALLY_EXCLUSIVE = [("results", "slice_reports")]
 
 _REASONS = {
     "deadline": "ran to its deadline",
@@ -60,7 +65,6 @@ _REASONS = {
     "abort": "aborted",
     "attach_failed": "could not attach to the target",
 }
-_VERDICT_RANK = {"pass": 0, "inconclusive": 1, "error": 2, "fail": 3}
 
 
 class ReportError(Exception):
@@ -119,12 +123,12 @@ def collect(results, expected_hosts):
         if value.get("failed") and "format_version" not in value:
             failed[key or value.get("host") or label] = str(value.get("msg") or "the task failed")
             continue
-        if "format_version" not in value:
-            problems.append("%s has no format_version: not an experiment result from chaosfleet.stress" % label)
+        if _result.is_incompatible_version(value):
+            versions.append("%s has format_version %r" % (value.get("host") or label, value["format_version"]))
             continue
-        version = value["format_version"]
-        if isinstance(version, bool) or version != FORMAT_VERSION:
-            versions.append("%s has format_version %r" % (value.get("host") or label, version))
+        problem = _result.validate(value)
+        if problem and "format_version" not in value:
+            problems.append("%s has %s" % (label, problem))
             continue
         host = key if key is not None else value.get("host")
         if not isinstance(host, str) or not host:
@@ -133,7 +137,6 @@ def collect(results, expected_hosts):
         if host in reported:
             problems.append("host %s has more than one result" % host)
             continue
-        problem = _shape_problem(value)
         if problem:
             problems.append("%s: %s" % (host, problem))
             continue
@@ -153,27 +156,6 @@ def collect(results, expected_hosts):
         raise ReportError("results are from different experiments (%s); write one report per experiment. "
                           "Nothing was written." % ", ".join(experiments))
     return reported, failed, missing
-
-
-def _shape_problem(result):
-    if not isinstance(result.get("experiment"), str) or not result["experiment"]:
-        return "experiment name missing"
-    samples = result.get("samples")
-    if not isinstance(samples, list):
-        return "samples must be a list"
-    for sample in samples:
-        if not isinstance(sample, dict) or not isinstance(sample.get("t"), (int, float)):
-            return "every sample needs a numeric t"
-    kills = result.get("oom_kills") or []
-    if not isinstance(kills, list) or not all(isinstance(k, dict) for k in kills):
-        return "oom_kills must be a list of OOM kill records"
-    for key in ("target", "request", "steady_state", "recovery", "achieved", "baseline", "summary"):
-        if not isinstance(result.get(key) or {}, dict):
-            return "%s must be a mapping" % key
-    probes = (result.get("steady_state") or {}).get("probes") or []
-    if not isinstance(probes, list) or not all(isinstance(p, dict) for p in probes):
-        return "steady_state.probes must be a list of mappings"
-    return None
 
 
 def _normalize(host, value):
@@ -293,8 +275,9 @@ def host_verdict(result, achieved_min_percent=80.0, fail_on_app_oom=True):
     app_kills = [k for k in result["oom_kills"] if k.get("victim") == "app"]
     failing = False
     if held is False:
-        broken = [p.get("name") for p in result["steady_state"]["probes"] if p.get("ok") is False]
-        notes.append("steady state broke" + (": " + ", ".join(broken) if broken else ""))
+        broken = ["probe %s %s" % (p.get("name"), p.get("detail")) if p.get("detail") else "probe %s" % p.get("name")
+                  for p in result["steady_state"]["probes"] if p.get("ok") is False]
+        notes.append("steady state broke" + (": " + "; ".join(broken) if broken else ""))
         failing = True
     if recovered is False:
         notes.append("working set not back " + _recovery_terms(result["recovery"]))
@@ -327,15 +310,9 @@ def host_verdict(result, achieved_min_percent=80.0, fail_on_app_oom=True):
 
 
 def overall_verdict(verdicts, failed, missing):
-    ranks = [_VERDICT_RANK[v] for v in verdicts]
-    if failed:
-        ranks.append(_VERDICT_RANK["error"])
-    if missing:
-        ranks.append(_VERDICT_RANK["inconclusive"])
-    if not ranks:
-        return "error"
-    worst = max(ranks)
-    return [name for name, rank in _VERDICT_RANK.items() if rank == worst][0]
+    """The worst host verdict; a failed host counts as error, a missing one as inconclusive."""
+    verdicts = list(verdicts) + (["error"] if failed else []) + (["inconclusive"] if missing else [])
+    return _result.worst(verdicts)
 
 
 # ---------------------------------------------------------------- charts
@@ -794,8 +771,7 @@ def md_code(text):
     return "%s%s%s%s%s" % (fence, pad, text, pad, fence)
 
 
-def render(model, formats):
-    """{format: text}. Rendering is deterministic: same input, same bytes (so changed means changed)."""
+def _environment():
     import jinja2  # controller only; imported here so the rest of this module loads without it
 
     env = jinja2.Environment(
@@ -808,6 +784,12 @@ def render(model, formats):
     )
     env.filters["md"] = md_escape
     env.filters["md_code"] = md_code
+    return env
+
+
+def render(model, formats):
+    """{format: text}. Rendering is deterministic: same input, same bytes (so changed means changed)."""
+    env = _environment()
     out = {}
     for fmt in formats:
         if fmt == "json":
@@ -816,6 +798,18 @@ def render(model, formats):
             name = "report.html.j2" if fmt == "html" else "report.md.j2"
             out[fmt] = env.get_template(name).render(**model)
     return out
+
+
+def write_game_day(summary, dest, check_mode=False):
+    """Write a game day's summary (plugin_utils/_game_day.summary) as JSON and Markdown; returns their paths."""
+    dest = os.path.abspath(dest)
+    paths = {"json": os.path.join(dest, "game-day-%s.json" % summary["name"]),
+             "markdown": os.path.join(dest, "game-day-%s.md" % summary["name"])}
+    texts = {paths["json"]: json.dumps(summary, indent=2, sort_keys=True) + "\n",
+             paths["markdown"]: _environment().get_template("game_day.md.j2").render(
+                 basename=os.path.basename, **summary)}
+    write_files(dest, texts, check_mode=check_mode)
+    return paths
 
 
 def default_basename(experiment):
@@ -902,8 +896,44 @@ def write_files(dest, files, check_mode=False):
     return changed
 
 
+def from_slices(paths):
+    """The results and expected hosts of one experiment run as several slices (AWX job slices, serial
+    batches, several controllers), from the JSON report each slice wrote.
+
+    Every slice lists the hosts it did not run as missing; a host counts as missing only when no
+    slice has a result or a failure for it. Returns (results {host: result or failure}, expected hosts).
+    """
+    results, expected = {}, set()
+    for path in paths:
+        try:
+            with open(path) as handle:
+                document = json.load(handle)
+        except (IOError, OSError, ValueError) as exc:
+            raise ReportError("cannot read the slice report %s: %s. Nothing was written." % (path, exc))
+        if not isinstance(document, dict) or not isinstance(document.get("results"), dict):
+            raise ReportError("%s is not a JSON report of chaosfleet.stress.stress_report. Nothing was written." % path)
+        if _result.is_incompatible_version(document):
+            raise ReportError("%s has format_version %r; this collection reads %d. Nothing was written."
+                              % (path, document.get("format_version"), FORMAT_VERSION))
+        hosts = document.get("hosts") or {}
+        expected.update(hosts.get("ok") or [])
+        expected.update(hosts.get("missing") or [])
+        failures = dict((f["host"], _result.failed(f["msg"])) for f in hosts.get("failed") or [])
+        expected.update(failures)
+        for host, value in list(document["results"].items()) + list(failures.items()):
+            if host in results:
+                raise ReportError("host %s has a result in more than one slice (%s). Nothing was written."
+                                  % (host, path))
+            results[host] = value
+    return results, sorted(expected)
+
+
 def run(params, check_mode=False):
     """Everything the action does: returns the task result, raises ReportError on bad input."""
+    if params.get("slice_reports"):
+        results, expected = from_slices(params["slice_reports"])
+        params = dict(params, results=results,
+                      expected_hosts=sorted(set(params.get("expected_hosts") or []) | set(expected)))
     formats = list(dict.fromkeys(params.get("formats") or list(FORMATS)))
     for fmt in formats:
         if fmt not in FORMATS:

@@ -9,10 +9,13 @@ import json
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.integration.fleet_fixtures import fleet  # noqa: F401  pylint: disable=unused-import
 from tests.integration.fleet_fixtures import ENV, REPO, unique
+from tests.integration.test_awx_surveys import _AnsibleLoader as _AwxLoader
 from tests.k8s_double import ApiDouble, objects_from_lab_state
+from tests.lab.fleet import SUDO_USER
 
 ansible_runner = pytest.importorskip("ansible_runner")
 
@@ -25,14 +28,18 @@ FAST = {  # every value a string, as a survey sends it
 }
 
 
-def run_job(tmp_path, fleet, playbook, extravars, limit=None, ident="job"):
-    """Run a playbook with ansible-runner; return (runner, artifacts set with set_stats)."""
+def run_job(tmp_path, fleet, playbook, extravars, limit=None, ident="job", inventory=None, env=None):
+    """Run a playbook with ansible-runner; return (runner, artifacts set with set_stats).
+
+    ``env`` is what an AWX credential injects (K8S_AUTH_* for a Kubernetes credential)."""
     private = tmp_path / ("runner-" + ident)
     private.mkdir()
+    envvars = dict((k, v) for k, v in ENV.items() if k.startswith("ANSIBLE_") or k == "PATH")
+    envvars.update(env or {})
     runner = ansible_runner.run(
         private_data_dir=str(private), project_dir=str(REPO), playbook=playbook,
-        inventory=fleet.inventory, extravars=extravars, limit=limit, ident=ident, quiet=True, timeout=900,
-        envvars=dict((k, v) for k, v in ENV.items() if k.startswith("ANSIBLE_") or k == "PATH"))
+        inventory=inventory or fleet.inventory, extravars=extravars, limit=limit, ident=ident, quiet=True,
+        timeout=900, envvars=envvars)
     stats = [e for e in runner.events if e.get("event") == "playbook_on_stats"]
     artifacts = stats[-1]["event_data"].get("artifact_data", {}) if stats else {}
     return runner, artifacts
@@ -42,41 +49,125 @@ def stdout(runner):
     return runner.stdout.read()[-5000:]
 
 
-@pytest.fixture
-def k8s_api(fleet):
-    """The Kubernetes API double serving the fleet's lab pods, each on its own node."""
+def lab_objects(fleet, label=None):
+    """The fleet's lab pods as Kubernetes objects, each on its own node; ``label(node, pod)`` adds labels."""
     objects = {"pods": [], "nodes": []}
     for node in fleet.nodes:
         part = objects_from_lab_state(fleet.lab(node), node, fleet.node(node)["node_ip"])
         for pod in part["pods"]:
+            extra = label(node, pod["metadata"]["name"]) if label else {}
+            pod["metadata"]["labels"].update(extra or {})
             # Pod names are unique in a namespace, as in a cluster (each node's lab has a "hello").
             pod["metadata"]["name"] += "-" + node
         objects["pods"] += part["pods"]
         objects["nodes"] += part["nodes"]
-    with ApiDouble(objects) as api:
+    return objects
+
+
+@pytest.fixture
+def k8s_api(fleet):
+    """The Kubernetes API double serving the fleet's lab pods; on node1 both hello and ledger carry
+    cflab.io/pick=yes, on node2 only hello, on node3 none."""
+    picks = {("node1", "hello"), ("node1", "ledger"), ("node2", "hello")}
+    with ApiDouble(lab_objects(fleet, lambda node, pod: {"cflab.io/pick": "yes"} if (node, pod) in picks
+                                else {})) as api:
         yield api
 
 
+def sudo_inventory(tmp_path, extra_groups=None):
+    """A second inventory source: the fleet group logs in as the nodes' non-root user and becomes
+    root with sudo (group vars, as a real inventory would have them)."""
+    path = tmp_path / "sudo-inventory.json"
+    inventory = {"all": {"children": {"fleet": {"vars": {"ansible_user": SUDO_USER, "ansible_become": True}}}}}
+    inventory["all"]["children"].update(extra_groups or {})
+    path.write_text(json.dumps(inventory))
+    return str(path)
+
+
+SURVEY_PROBES = """- name: picked-pods-ready
+  type: kubernetes
+  namespace: default
+  label_selector: cflab.io/pick=yes
+  min_pods: 3
+- name: cgroupfs-mounted
+  type: command
+  command: [test, -d, /sys/fs/cgroup/memory]
+"""
+
+
 def test_k8s_pod_stress_through_ansible_runner(fleet, k8s_api, tmp_path):
+    """As the AWX survey runs it: Kubernetes credential in the environment, probes as survey text,
+    a non-root login with sudo from group vars, and two picked containers on one node."""
     name = unique("awx-k8s")
     extravars = dict(FAST, experiment_name=name, experiment_report_dest=str(tmp_path / "reports"),
-                     k8s_kubeconfig=k8s_api.kubeconfig_path, k8s_namespaces="default",
-                     k8s_label_selectors="app: hello", k8s_mode="all")
-    runner, artifacts = run_job(tmp_path, fleet, "chaosfleet.stress.k8s_pod_stress", extravars)
+                     k8s_namespaces="default", k8s_label_selectors="cflab.io/pick: 'yes'", k8s_mode="all",
+                     experiment_probes=SURVEY_PROBES)
+    runner, artifacts = run_job(tmp_path, fleet, "chaosfleet.stress.k8s_pod_stress", extravars,
+                                inventory=[fleet.inventory, sudo_inventory(tmp_path)],
+                                env={"K8S_AUTH_KUBECONFIG": k8s_api.kubeconfig_path})
     assert (runner.status, runner.rc) == ("successful", 0), stdout(runner)
 
-    for node in fleet.nodes:
-        result = artifacts["chaosfleet_result_" + node][name]
-        assert result["host"] == node and (result["status"], result["reason"]) == ("finished", "deadline")
-        # The container k8s_targets picked for this node is the node's own hello container.
-        assert result["target"]["container_id"] == fleet.container(node, "hello")["id"]
-        assert "samples" not in result  # artifacts stay small; the samples are in the report
-    summary = artifacts["chaosfleet_report"][name]
-    assert summary["experiment"] == name and sorted(summary["hosts"]["ok"]) == fleet.nodes
+    hello1, ledger1 = fleet.container("node1", "hello")["id"], fleet.container("node1", "ledger")["id"]
+    expected = {"node1--" + hello1[:12]: ("node1", "hello", hello1), "node1--" + ledger1[:12]: ("node1", "ledger", ledger1),
+                "node2": ("node2", "hello", fleet.container("node2", "hello")["id"])}
     paths = artifacts["chaosfleet_report_paths"][name]
     report = json.loads(Path(paths["json"]).read_text())
-    assert sorted(report["results"]) == fleet.nodes and report["verdict"] == summary["verdict"]
-    assert Path(paths["html"]).exists() and Path(paths["markdown"]).exists()
+    assert sorted(report["results"]) == sorted(expected) and report["verdict"] == "pass", report["verdicts"]
+    for host, (node, pod, cid) in expected.items():
+        # Hosts split per container kept the fleet group's vars (key, known hosts, sudo): they connected.
+        result = artifacts["chaosfleet_result_" + host.replace("-", "_")][name]
+        assert result["host"] == host and (result["status"], result["reason"]) == ("finished", "deadline")
+        assert result["target"]["container_id"] == cid
+        assert result["target"]["kubernetes"] == {"namespace": "default", "pod": "%s-%s" % (pod, node),
+                                                  "container": pod, "node": node}
+        probes = dict((p["name"], p) for p in report["results"][host]["steady_state"]["probes"])
+        assert probes["picked-pods-ready"]["pass_rate"] == 100.0 and probes["picked-pods-ready"]["ok"]
+        assert probes["picked-pods-ready"]["phases"]["recovery"] == {"checks": 1, "passed": 1}
+        assert "samples" not in result  # artifacts stay small; the samples are in the report
+    summary = artifacts["chaosfleet_report"][name]
+    assert summary["verdict"] == "pass" and sorted(summary["hosts"]["ok"]) == sorted(expected)
+    markdown = Path(paths["markdown"]).read_text()
+    assert "- Kubernetes: pod `default/ledger-node1`, container `ledger`, node `node1`" in markdown
+    assert "Probe `picked-pods-ready`: ok, pass rate 100.0%" in markdown
+
+
+def test_shipped_weekly_game_day_passes_on_a_healthy_lab(fleet, tmp_path):
+    """awx/game_day.yml as the AWX job template runs it, against a healthy lab: targets by selector
+    (hello pods on node1 and node2; node3 of checkout_nodes runs none and is skipped), with its own
+    probes, as a non-root user with sudo. Only the site's values and shorter timings are given."""
+    awx_vars = yaml.load((REPO / "awx" / "vars" / "chaosfleet_awx.yml").read_text(), Loader=_AwxLoader)
+    template = next(jt for jt in awx_vars["chaosfleet_awx_job_templates"] if jt["playbook"] == "playbooks/game_day.yml")
+    objects = lab_objects(fleet)
+    objects["pods"] = [p for p in objects["pods"] if not p["metadata"]["name"].endswith("-node3")]
+    site = {"checkout_nodes": {"hosts": dict((n, {}) for n in fleet.nodes), "vars": {
+        "checkout_health_url": "http://127.0.0.1:{{ fleet_pods.hello.http_port }}/"}}}
+    reports = tmp_path / "reports"
+    extravars = dict(template["extra_vars"], checkout_namespace="default", checkout_app="hello",
+                     game_day_report_dest=str(reports), game_day_duration="8s", game_day_ramp="2s",
+                     game_day_cooldown="0", experiment_baseline_duration="2s", experiment_recovery_timeout="15s",
+                     experiment_heartbeat_interval="2", experiment_heartbeat_timeout="15s",
+                     # The lab box is shared by parallel test runs (load 10+ on 2 cores): a CPU stress there
+                     # may reach less of the quota than a real node would, which is "inconclusive", not a
+                     # broken steady state. The probes decide here.
+                     experiment_achieved_min_percent="20")
+    with ApiDouble(objects) as api:
+        runner, artifacts = run_job(tmp_path, fleet, "playbooks/game_day.yml", extravars,
+                                    inventory=[fleet.inventory, sudo_inventory(tmp_path, site)],
+                                    env={"K8S_AUTH_KUBECONFIG": api.kubeconfig_path})
+    assert (runner.status, runner.rc) == ("successful", 0), (stdout(runner), artifacts.get("chaosfleet_report"))
+    summary = artifacts["chaosfleet_game_day"]
+    assert summary["verdict"] == "pass" and summary["stopped"] is None and summary["not_run"] == []
+    for entry in [e for batch in summary["batches"] for e in batch]:
+        assert entry["verdict"] == "pass", entry
+        assert entry["hosts"] == ["node1", "node2"] and entry["skipped"] == ["node3"]
+        report = json.loads(Path(entry["reports"]["json"]).read_text())
+        for host in ("node1", "node2"):
+            result = report["results"][host]
+            assert result["target"]["kubernetes"] == {"namespace": "default", "pod": "hello-" + host,
+                                                      "container": "hello", "node": host}
+            assert [(p["name"], p["ok"], p["pass_rate"]) for p in result["steady_state"]["probes"]] == \
+                [("checkout-health", True, 100.0), ("checkout-pods", True, 100.0)]
+    assert sorted(artifacts["chaosfleet_report"]) == ["checkout-cpu", "checkout-memory"]
 
 
 def test_job_slices_write_their_own_artifacts_and_reports(fleet, tmp_path):

@@ -57,6 +57,9 @@ def test_killed_controller_all_stress_gone_within_heartbeat_timeout(fleet, tmp_p
     finally:
         kill_group(proc)
     killed = time.time()
+    # The dead-man the nodes got: the configured one, or longer when the controller's rounds are
+    # slow (the role derives it from the measured check round and reports it).
+    timeout = max(fleet.experiment_file(n, name, "spec.json")["plan"]["heartbeat_timeout_seconds"] for n in fleet.nodes)
 
     def all_gone():
         return all(not fleet.stress_pids(n) and not fleet.supervisor_alive(n, name) for n in fleet.nodes)
@@ -80,6 +83,8 @@ def test_node_cut_off_stops_by_itself_others_finish_and_rollback_reports(fleet, 
     proc = start_playbook(fleet, "chaosfleet.stress.memory_stress", values, log_path=str(tmp_path / "run.log"))
     try:
         assert wait_for(lambda: all(holding(fleet, n, name) for n in fleet.nodes), 120)
+        # The dead-man node3 got (the role may lengthen the configured one for a slow controller).
+        timeout = fleet.experiment_file("node3", name, "spec.json")["plan"]["heartbeat_timeout_seconds"]
         fleet.link("node3", "down")
         cut = time.time()
         try:

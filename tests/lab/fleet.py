@@ -54,6 +54,8 @@ NAME_RE = re.compile(r"^cffleet-[0-9a-f]{4}$")
 NODE_PYTHON = "/usr/bin/python3"
 NODE_LAB_STATE = "/var/tmp/cflab-state"  # lab.py --state-dir, as the node sees it
 READY_TIMEOUT = 20.0
+SUDO_USER = "cflab-op"  # every node's non-root login with passwordless sudo, for tests of become
+SUDO_HOME = "/run/cflab-home/" + SUDO_USER  # on the node's private /run
 SSH_OPTIONS = ["-o", "BatchMode=yes", "-o", "ConnectTimeout=5",
                "-o", "ServerAliveInterval=1", "-o", "ServerAliveCountMax=3"]
 
@@ -323,12 +325,13 @@ def node_boot(spec_path):
     subprocess.run(["mount", "--bind", spec["vartmp"], "/var/tmp"], check=True)
     socket.sethostname(spec["hostname"])
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    add_sudo_user(Path(spec["vartmp"]).parent / "etc", spec["authorized_keys"], spec["hostname"])
 
     sshd = subprocess.Popen([
         "/usr/sbin/sshd", "-D", "-f", "/dev/null", "-E", spec["sshd_log"],
         "-o", "ListenAddress=%s:22" % spec["node_ip"],
         "-o", "HostKey=" + spec["host_key"],
-        "-o", "AuthorizedKeysFile=" + spec["authorized_keys"],
+        "-o", "AuthorizedKeysFile=%s %s/.ssh/authorized_keys" % (spec["authorized_keys"], SUDO_HOME),
         "-o", "PidFile=/run/sshd.pid",
         "-o", "StrictModes=no",
         "-o", "PermitRootLogin=prohibit-password",
@@ -363,6 +366,40 @@ def node_boot(spec_path):
             continue
         if pid == sshd.pid:
             return 0 if stopping else 1
+
+
+def add_sudo_user(etc, authorized_keys, hostname):
+    """Give the node a non-root user, SUDO_USER, with passwordless sudo and the controller's key.
+
+    The node shares the host's files, so it gets its own copies of /etc/passwd, group, shadow
+    and sudoers.d with the user added (and hosts with its hostname, so sudo need not ask DNS), bind-mounted in the node's private mount namespace:
+    the host's /etc is never changed. The home is on the node's private /run.
+    """
+    etc.mkdir(mode=0o700, exist_ok=True)
+    passwd, group = Path("/etc/passwd").read_text(), Path("/etc/group").read_text()
+    taken = {int(line.split(":")[2]) for text in (passwd, group) for line in text.splitlines() if line.count(":") >= 3}
+    uid = next(n for n in range(60100, 65000) if n not in taken)
+    entries = {"passwd": "%s:x:%d:%d:chaosfleet lab operator:%s:/bin/sh\n" % (SUDO_USER, uid, uid, SUDO_HOME),
+               "group": "%s:x:%d:\n" % (SUDO_USER, uid), "shadow": "%s:*:20000:0:99999:7:::\n" % SUDO_USER,
+               "hosts": "127.0.1.1 %s\n" % hostname}
+    for name, entry in entries.items():
+        original, copy = Path("/etc", name), etc / name
+        copy.write_text(original.read_text() + entry)
+        info = original.stat()
+        os.chown(str(copy), info.st_uid, info.st_gid)
+        os.chmod(str(copy), info.st_mode & 0o7777)
+        subprocess.run(["mount", "--bind", str(copy), str(original)], check=True)
+    sudoers = etc / "sudoers.d"
+    shutil.copytree("/etc/sudoers.d", str(sudoers))
+    rule = sudoers / SUDO_USER
+    rule.write_text("%s ALL=(ALL:ALL) NOPASSWD: ALL\n" % SUDO_USER)
+    os.chmod(str(rule), 0o440)
+    subprocess.run(["mount", "--bind", str(sudoers), "/etc/sudoers.d"], check=True)
+    ssh_dir = Path(SUDO_HOME, ".ssh")
+    ssh_dir.mkdir(parents=True, mode=0o700)
+    shutil.copy(authorized_keys, str(ssh_dir / "authorized_keys"))
+    for path in (SUDO_HOME, str(ssh_dir), str(ssh_dir / "authorized_keys")):
+        os.chown(path, uid, uid)
 
 
 def node_enter(spec_path):
@@ -500,6 +537,7 @@ def write_inventory(state):
                 ["%s %s" % (SSH_OPTIONS[i], SSH_OPTIONS[i + 1]) for i in range(0, len(SSH_OPTIONS), 2)]),
             "fleet_name": state["name"],
             "fleet_repo": str(REPO),
+            "fleet_sudo_user": SUDO_USER,
         },
     }}}}
     path = Path(state["dir"]) / "inventory.json"

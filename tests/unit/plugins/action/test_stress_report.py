@@ -546,7 +546,8 @@ def test_action_passes_check_mode(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     ({"results": [], "dest": "/tmp", "formats": ["pdf"]}, "value of formats must be one or more of"),
-    ({"dest": "/tmp"}, "missing required arguments: results"),
+    ({"dest": "/tmp"}, "one of the following is required: results, slice_reports"),
+    ({"dest": "/tmp", "results": [], "slice_reports": ["/x.json"]}, "mutually exclusive: results|slice_reports"),
     ({"results": incompatible(), "dest": "/tmp/cflab-never"}, "incompatible format version"),
 ])
 def test_action_errors(args, message):
@@ -561,3 +562,41 @@ def test_copy_of_input_is_not_modified(tmp_path):
     before = copy.deepcopy(result)
     run(params([result], tmp_path))
     assert result == before
+
+
+def slice_report(tmp_path, name, results, expected):
+    out = run(params(results, tmp_path / name, expected_hosts=expected, formats=["json"], basename=name))
+    return out["paths"]["json"]
+
+
+def test_slices_make_one_report(tmp_path):
+    node1, node2 = load("node1_stressor_oom"), load("node2_app_oom")
+    everyone = ["node1", "node2", "node3"]
+    first = slice_report(tmp_path, "s1", {"node1": node1}, everyone)
+    second = slice_report(tmp_path, "s2", {"node2": node2, "node3": {"failed": True, "msg": "boom"}}, everyone)
+    got = run(params(None, tmp_path / "all", slice_reports=[first, second], formats=["json"], basename="all"))
+    document = json.loads((tmp_path / "all" / "all.json").read_text())
+    assert sorted(document["results"]) == ["node1", "node2"] and document["hosts"]["missing"] == []
+    assert document["hosts"]["failed"] == [{"host": "node3", "msg": "boom"}]
+    assert got["stats"]["experiment"] == node1["experiment"]
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.write_text("{"), "cannot read the slice report"),
+    (lambda p: p.write_text("[]"), "is not a JSON report"),
+    (lambda p: p.write_text(json.dumps({"format_version": 2, "results": {}})), "format_version 2"),
+], ids=["not json", "not a report", "other version"])
+def test_bad_slice_report(tmp_path, make, message):
+    path = tmp_path / "bad.json"
+    make(path)
+    with pytest.raises(ReportError, match=message):
+        run(params(None, tmp_path / "out", slice_reports=[str(path)]))
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_host_in_two_slices_is_refused(tmp_path):
+    node1 = load("node1_stressor_oom")
+    first = slice_report(tmp_path, "s1", {"node1": node1}, [])
+    second = slice_report(tmp_path, "s2", {"node1": node1}, [])
+    with pytest.raises(ReportError, match="host node1 has a result in more than one slice"):
+        run(params(None, tmp_path / "out", slice_reports=[first, second]))

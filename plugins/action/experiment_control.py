@@ -1,0 +1,198 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, chaosfleet.stress contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action for chaosfleet.stress.experiment_control: the experiment role's decisions.
+
+Each step is one call into plugin_utils/_control.py. Steps for one host (request,
+preflight, baseline, result) read that host's variables; steps for the whole
+experiment (gate, tick, collect) run once and read each participant's variables
+once. Nothing runs on the node.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import time
+
+from ansible.errors import AnsibleActionFail
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.chaosfleet.stress.plugins.plugin_utils import _control
+
+STEPS = ("request", "clock", "preflight", "baseline", "gate", "tick", "result", "collect")
+ROLE_PREFIX = "experiment_"
+ARGUMENT_SPEC = dict(
+    step=dict(type="str", required=True, choices=list(STEPS)),
+    found=dict(type="dict"),
+    check=dict(type="dict"),
+    sample=dict(type="dict"),
+    round=dict(type="list", elements="dict"),
+    state=dict(type="dict"),
+    node=dict(type="dict"),
+    recovery=dict(type="dict"),
+)
+
+
+class ActionModule(ActionBase):
+
+    TRANSFERS_FILES = False
+    _requires_connection = False
+
+    def _role_vars(self, task_vars):
+        """The experiment_* variables of this host, templated, without the prefix."""
+        out = {}
+        for key in task_vars:
+            if key.startswith(ROLE_PREFIX):
+                out[key[len(ROLE_PREFIX):]] = self._templar.template(task_vars[key])
+        return out
+
+    def _var(self, task_vars, name, default=None):
+        return self._templar.template(task_vars[name]) if name in task_vars else default
+
+    @staticmethod
+    def _of(hostvars, host, name, default=None):
+        try:
+            value = hostvars[host].get(name, default)
+        except KeyError:
+            return default
+        return default if value is None else value
+
+    def run(self, tmp=None, task_vars=None):
+        result = super(ActionModule, self).run(tmp, task_vars)
+        del tmp
+        args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)[1]
+        step = args["step"]
+        result.update(getattr(self, "_" + step)(args, task_vars))
+        result["changed"] = False
+        return result
+
+    # ------------------------------------------------------------ one host
+
+    def _request(self, args, task_vars):
+        v = self._role_vars(task_vars)
+        out = _control.request(v, task_vars["inventory_hostname"])
+        if out["problems"]:
+            raise AnsibleActionFail("invalid input for experiment %s: %s" % (v.get("name"), "; ".join(out["problems"])))
+        return out
+
+    def _clock(self, args, task_vars):
+        return {"at": time.time()}
+
+    def _preflight(self, args, task_vars):
+        v = self._role_vars(task_vars)
+        request = self._var(task_vars, "__experiment_request")
+        found = args["found"] or {}
+        problem = _control.target_problem(found, request["selector"], v["type"], _control._bool(v["require_limit"]))
+        target = (found.get("cgroups") or [None])[0] if not problem else None
+        if not problem:
+            oom_group = (target.get("memory") or {}).get("oom_group") is True and v["type"] == "memory"
+            problem = _control.plan_problem(
+                args["check"] or {}, request["node_name"], request["interval"], _control._bool(v["allow_oom"]),
+                v["min_free_percent"], _control._bool(v["replace"]),
+                oom_group_ack_needed=oom_group and v["oom_group_policy"] == "require_ack"
+                and not _control._bool(v["oom_group_ack"]))
+        oom_group_warning = bool(target and v["type"] == "memory"
+                                 and (target.get("memory") or {}).get("oom_group") is True)
+        clock = self._var(task_vars, "__experiment_clock") or {}
+        check_round = round(time.time() - clock["at"], 3) if clock.get("at") else None
+        return {"problem": problem, "target": target, "check_round_seconds": check_round,
+                "plan": (args["check"] or {}).get("plan"),
+                "argv": (args["check"] or {}).get("argv") or [], "oom_group_warning": oom_group_warning}
+
+    def _baseline(self, args, task_vars):
+        round_ = args["round"] or []
+        return {"problem": _control.baseline_problem(args["sample"], round_),
+                "summary": ((args["sample"] or {}).get("results") or [{}])[0].get("summary"), "round": round_}
+
+    def _result(self, args, task_vars):
+        v = self._role_vars(task_vars)
+        host = task_vars["inventory_hostname"]
+        state = args["state"] or {}
+        mine = (state.get("hosts") or {}).get(host) or {}
+        request = self._var(task_vars, "__experiment_request")
+        gate = self._var(task_vars, "__experiment_gate") or {}
+        plan = (self._var(task_vars, "__experiment_preflight") or {}).get("plan") or {}
+        heartbeat = _control.heartbeat_stats(state, request["interval"], gate.get("heartbeat_timeout"))
+        heartbeat.update(configured_timeout_seconds=plan.get("heartbeat_timeout_seconds"),
+                         check_round_seconds=gate.get("check_round_seconds"))
+        probes = [p["name"] for p in request.get("probes") or []] or None
+        probe_round = self._var(task_vars, "__experiment_probe_round") or {}
+        error = self._var(task_vars, "__experiment_error") or ""
+        lost = mine.get("lost") or ""
+        recovery = args["recovery"]
+        return {"result": _control.result(
+            args["node"] if not lost else None, str(v["name"]), host,
+            (self._var(task_vars, "__experiment_baseline") or {}).get("summary"), probes, mine.get("probes"),
+            request["threshold"], recovery, state.get("abort_reason") or "", lost or error, heartbeat,
+            tally=probe_round.get("tally"), k8s_target=v.get("k8s_target") or None)}
+
+    # ------------------------------------------------------------ the whole experiment
+
+    def _participants(self, task_vars, name):
+        hostvars = task_vars["hostvars"]
+        return [h for h in task_vars["ansible_play_hosts_all"]
+                if str(self._of(hostvars, h, "__experiment_current", "")) == name]
+
+    def _gate(self, args, task_vars):
+        v = self._role_vars(task_vars)
+        hostvars = task_vars["hostvars"]
+        hosts = dict((h, self._of(hostvars, h, "__experiment_problem", "")) for h in
+                     self._participants(task_vars, str(v["name"])))
+        out = _control.gate(hosts, task_vars["ansible_play_hosts"], v["preflight_max_failed_percent"],
+                            _control._bool(v["any_errors_fatal"]))
+        rounds, configured = [], None
+        for host in out["participants"]:
+            preflight = self._of(hostvars, host, "__experiment_preflight", {})
+            if preflight.get("check_round_seconds") is not None:
+                rounds.append(preflight["check_round_seconds"])
+            configured = configured or (preflight.get("plan") or {}).get("heartbeat_timeout_seconds")
+        request = self._var(task_vars, "__experiment_request")
+        out["check_round_seconds"] = max(rounds) if rounds else None
+        out["heartbeat_timeout"] = _control.effective_timeout(configured or 30, request["interval"],
+                                                              out["check_round_seconds"])
+        # A heartbeat gives up after a third of the dead-man: the node is tried again next tick.
+        out["beat_timeout"] = max(3, out["heartbeat_timeout"] // 3)
+        if not out["start"]:
+            out["msg"] = "not starting experiment %s: %s" % (v["name"], out["msg"])
+        return out
+
+    def _tick(self, args, task_vars):
+        v = self._role_vars(task_vars)
+        hostvars = task_vars["hostvars"]
+        gate = self._var(task_vars, "__experiment_gate")
+        request = self._var(task_vars, "__experiment_request")
+        state = args["state"] or {}
+        previous = state.get("hosts") or {}
+        beats, rounds, errors = {}, {}, {}
+        for host in gate["participants"]:
+            if host in previous and not previous[host]["active"]:
+                continue
+            errors[host] = self._of(hostvars, host, "__experiment_error", "")
+            raw = self._of(hostvars, host, "__experiment_heartbeat")
+            beat = None if raw is None or raw.get("skipped") else _control.parse_beat(raw)
+            if beat is not None and host not in previous:
+                # The first tick: the deadline comes from the start's answer.
+                started = self._of(hostvars, host, "__experiment_beat", {})
+                beat["deadline"] = beat.get("deadline") or started.get("deadline")
+            if beat is not None and not beat.get("skipped"):
+                beats[host] = beat
+                rounds[host] = (self._of(hostvars, host, "__experiment_probe_round") or {}).get("probes") or []
+        settings = {"participants": [h for h in gate["participants"] if h not in gate["not_ready"]],
+                    "interval": request["interval"], "threshold": request["threshold"],
+                    "timeout": gate["heartbeat_timeout"],
+                    "max_failed_percent": v["max_failed_nodes_percent"],
+                    "any_errors_fatal": _control._bool(v["any_errors_fatal"]),
+                    "abort_on_app_oom_kill": _control._bool(v["abort_on_app_oom_kill"])}
+        out = _control.tick(state, beats, rounds, task_vars["ansible_play_hosts"], time.time(), settings, errors)
+        if out["wait"] > 0:
+            time.sleep(out["wait"])
+        out["tick_end"] = time.time()
+        return {"state": out}
+
+    def _collect(self, args, task_vars):
+        v = self._role_vars(task_vars)
+        hostvars = task_vars["hostvars"]
+        hosts = dict((h, (self._of(hostvars, h, "__experiment_result"), self._of(hostvars, h, "__experiment_problem")))
+                     for h in self._participants(task_vars, str(v["name"])))
+        return {"results": _control.report_input(hosts)}

@@ -1,0 +1,37 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, chaosfleet.stress contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action for chaosfleet.stress.report_publish: copies, uploads and announces reports from the controller.
+
+An action because the reports are on the controller (stress_report writes them there) and
+the destinations are reached from it; nothing goes to a node. The work is in
+plugin_utils/_publish.py.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+from ansible.errors import AnsibleActionFail
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.chaosfleet.stress.plugins.plugin_utils._publish import ARGUMENT_SPEC, PublishError, run
+
+
+class ActionModule(ActionBase):
+
+    TRANSFERS_FILES = False
+    _requires_connection = False  # everything happens on the controller
+
+    def run(self, tmp=None, task_vars=None):
+        result = super(ActionModule, self).run(tmp, task_vars)
+        del tmp
+        args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)[1]
+        try:
+            result.update(run(args, check_mode=bool(self._task.check_mode)))
+        except PublishError as exc:
+            raise AnsibleActionFail(str(exc))
+        if result["errors"] and args["fail_on_error"]:
+            result["failed"] = True
+            result["msg"] = "; ".join(result["errors"])
+        return result

@@ -1,0 +1,133 @@
+"""The rollback on every path, counted from each node's own event log (events.jsonl).
+
+The stop is a handler: notified by the inject when it started the stress, flushed on every
+path. Each node records every stop request (event stop_requested), so these tests count
+the rollbacks where they happen. An interrupted ansible-playbook sends no stop: the node's
+dead-man ends the stress.
+"""
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.fleet_fixtures import fleet  # noqa: F401  pylint: disable=unused-import
+from tests.integration.fleet_fixtures import fast_experiment, kill_group, run_playbook, start_playbook, unique, wait_for
+
+pytestmark = [pytest.mark.lab, pytest.mark.slow]
+
+
+def events(fleet, node, name):
+    path = Path(fleet.root(node) + "/run/chaosfleet/experiments/%s/events.jsonl" % name)
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def stops(fleet, node, name):
+    return [e for e in events(fleet, node, name) if e.get("event") == "stop_requested"]
+
+
+def holding(fleet, node, name):
+    status = fleet.status(node, name) or {}
+    return status.get("state") == "running" and status.get("phase") == "holding"
+
+
+def test_normal_end_stops_each_node_exactly_once(fleet, tmp_path):
+    name = unique("once")
+    run = run_playbook(fleet, "chaosfleet.stress.memory_stress",
+                       fast_experiment(experiment_name=name, experiment_report_dest=str(tmp_path)))
+    assert run.rc == 0, run
+    for node in fleet.nodes:
+        assert fleet.outcome(node, name)["reason"] == "deadline"
+        assert len(stops(fleet, node, name)) == 1, (node, events(fleet, node, name))
+    assert run.out.count("RUNNING HANDLER [chaosfleet.stress.experiment : Stop the stress]") == 1
+    result = json.loads((tmp_path / ("stress-report-%s.json" % name)).read_text())["results"]["node1"]
+    assert result["heartbeat"]["rounds"] >= 3 and result["heartbeat"]["round_p95_seconds"] is not None
+
+
+def test_abort_stops_each_node_exactly_once(fleet, tmp_path):
+    name = unique("abort1")
+    marker = unique("cf-break")
+    values = fast_experiment(
+        experiment_name=name, experiment_duration="60s", experiment_report_dest=str(tmp_path),
+        experiment_probes=[{"name": "marker", "type": "command", "command": ["test", "!", "-e", "/var/tmp/" + marker]}])
+    proc = start_playbook(fleet, "chaosfleet.stress.memory_stress", values, log_path=str(tmp_path / "run.log"))
+    try:
+        assert wait_for(lambda: all(holding(fleet, n, name) for n in fleet.nodes), 120)
+        fleet.node_file("node3", marker).write_text("")
+        rc = proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            kill_group(proc)
+        if fleet.node_file("node3", marker).exists():
+            os.unlink(str(fleet.node_file("node3", marker)))
+    assert rc == 2, (tmp_path / "run.log").read_text()[-4000:]
+    for node in fleet.nodes:
+        assert fleet.outcome(node, name)["reason"] == "stop"
+        assert len(stops(fleet, node, name)) == 1, (node, events(fleet, node, name))
+
+
+def test_failed_task_on_one_host_stops_it_once_and_the_others_finish(fleet, tmp_path):
+    """node2's probe task fails mid-stress (its URL lookup breaks). node1 and node3 run to their
+    deadline. node2 gets no more heartbeats, so its dead-man ends its stress within the timeout (the
+    linear strategy runs its rescue/always, and so its stop handler, once the others left the
+    monitor). Every node gets exactly one stop request."""
+    name = unique("failone")
+    urls = tmp_path / "urls"
+    urls.mkdir()
+    for node in fleet.nodes:
+        (urls / node).write_text("http://127.0.0.1:%s/" % fleet.container(node, "hello")["http_port"])
+    values = fast_experiment(
+        experiment_name=name, experiment_duration="40s", experiment_report_dest=str(tmp_path / "reports"),
+        experiment_probes=[{"name": "hello", "run_on": "node",
+                            "url": "{{ lookup('ansible.builtin.file', '%s/' ~ inventory_hostname) }}" % urls}])
+    proc = start_playbook(fleet, "chaosfleet.stress.memory_stress", values, log_path=str(tmp_path / "run.log"))
+    try:
+        assert wait_for(lambda: all(holding(fleet, n, name) for n in fleet.nodes), 120)
+        broke = time.time()
+        (urls / "node2").unlink()
+        rc = proc.wait(timeout=300)
+    finally:
+        if proc.poll() is None:
+            kill_group(proc)
+    log = (tmp_path / "run.log").read_text()
+    assert rc == 2, log[-4000:]  # node2 fails the play after the report
+    outcome = fleet.outcome("node2", name)
+    timeout = fleet.experiment_file("node2", name, "spec.json")["plan"]["heartbeat_timeout_seconds"]
+    assert outcome["reason"] in ("heartbeat", "stop") and outcome["ended_at"] <= broke + timeout + 5, outcome
+    for node in ("node1", "node3"):
+        assert fleet.outcome(node, name)["reason"] == "deadline", node
+    for node in fleet.nodes:
+        assert len(stops(fleet, node, name)) == 1, (node, events(fleet, node, name))
+    report = json.loads((tmp_path / "reports" / ("stress-report-%s.json" % name)).read_text())
+    assert "HTTP probes failed" in report["results"]["node2"]["controller_error"], report["results"]["node2"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_interrupted_playbook_is_left_to_the_dead_man(fleet, tmp_path, sig):
+    name = unique("intr")
+    timeout = 8
+    values = fast_experiment(experiment_name=name, experiment_duration="120s",
+                             experiment_heartbeat_timeout="%ds" % timeout, experiment_report_dest=str(tmp_path))
+    proc = start_playbook(fleet, "chaosfleet.stress.memory_stress", values, log_path=str(tmp_path / "run.log"))
+    try:
+        assert wait_for(lambda: all(holding(fleet, n, name) for n in fleet.nodes), 120), \
+            (tmp_path / "run.log").read_text()[-3000:]
+        os.killpg(proc.pid, sig)  # as Ctrl-C (SIGINT) or a job runner's cancel (SIGTERM) does
+        interrupted = time.time()
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            kill_group(proc)
+    # The dead-man the nodes got (the role may lengthen the configured one for a slow controller).
+    timeout = max(fleet.experiment_file(n, name, "spec.json")["plan"]["heartbeat_timeout_seconds"] for n in fleet.nodes)
+    assert wait_for(lambda: all(fleet.outcome(n, name) for n in fleet.nodes), timeout + 15, interval=0.2)
+    for node in fleet.nodes:
+        outcome = fleet.outcome(node, name)
+        assert outcome["reason"] == "heartbeat", (node, outcome)
+        assert outcome["ended_at"] <= interrupted + timeout + 5
+        assert stops(fleet, node, name) == [], (node, events(fleet, node, name))

@@ -1,0 +1,329 @@
+"""The experiment role's decisions (plugin_utils/_control.py), one row per decision case."""
+
+import pytest
+
+from ansible_collections.chaosfleet.stress.plugins.plugin_utils import _control
+
+GOOD = {
+    "name": "e1", "type": "memory", "container_id": "abc", "memory_size": "32Mi", "memory_target_usage": "",
+    "memory_workers": 1, "min_free_percent": 0, "cpu_load": 50, "cpu_workers": 0, "io_workers": 1, "io_size": "64Mi",
+    "heartbeat_interval": 5, "duration": "60s", "heartbeat_timeout": "30s", "probe_failure_threshold": 0,
+    "max_failed_nodes_percent": 50, "preflight_max_failed_percent": 0, "recovery_within_percent": 10,
+    "achieved_min_percent": 80, "oom_score_adj": 1000, "probes": [], "abort_on_app_oom_kill": True,
+    "stop_if_target_gone": True, "max_working_set": "", "memory_ramp": "", "memory_method": "",
+}
+
+REQUEST_CASES = [
+    ("good", {}, None),
+    ("survey strings", {"memory_workers": "2", "heartbeat_interval": "5", "probe_failure_threshold": "1"}, None),
+    ("bad name", {"name": "../etc"}, "experiment_name must be set"),
+    ("bad type", {"type": "disk"}, "experiment_type must be memory, cpu or io (got 'disk')"),
+    ("no target", {"container_id": ""}, "no target for experiment e1 on h1"),
+    ("two targets", {"pod_uid": "u"}, "experiment_container_id and experiment_pod_uid are all set"),
+    ("pid not a number", {"container_id": "", "pid": "x"}, "experiment_pid must be a process ID (got 'x')"),
+    ("size and usage", {"memory_target_usage": "50%"}, "exactly one of experiment_memory_size"),
+    ("workers text", {"memory_workers": "many"}, "experiment_memory_workers must be a whole number >= 1"),
+    ("negative interval", {"heartbeat_interval": "-2"}, "whole seconds >= 1 (got '-2')"),
+    ("negative threshold", {"probe_failure_threshold": "-1"}, "whole number >= 0 (got '-1')"),
+    ("percent over 100", {"max_failed_nodes_percent": "150"}, "experiment_max_failed_nodes_percent must be"),
+    ("cpu load zero", {"type": "cpu", "cpu_load": "0"}, "experiment_cpu_load must be a percent"),
+    ("io workers zero", {"type": "io", "io_workers": "0"}, "experiment_io_workers must be"),
+    ("probe without url", {"probes": [{"name": "p", "type": "http"}]}, "experiment_probes: probe p: url is required"),
+    ("probe timeout", {"probes": [{"name": "p", "url": "http://x/", "timeout": -3}]}, "must be greater than zero"),
+    ("probe names twice", {"probes": [{"name": "p", "url": "http://u/"}, {"name": "p", "url": "http://v/"}]},
+     "probe name p is used twice"),
+    ("probe run_on", {"probes": [{"name": "p", "url": "http://u/", "run_on": "moon"}]}, "run_on must be node or"),
+    ("probes as bad YAML", {"probes": "- name: [x"}, "experiment_probes is not YAML"),
+    ("probes as YAML, a typo", {"probes": "- name: p\n  url: http://u/\n  staus_code: 200"},
+     "unknown option(s) for a http probe: staus_code"),
+]
+
+
+@pytest.mark.parametrize("value, names", [
+    ("- name: web\n  url: http://127.0.0.1:8080/\n", ["web"]),
+    ('[{"name": "q", "type": "prometheus", "url": "http://p:9090", "query": "up"}]', ["q"]),
+    ([{"name": "k", "type": "kubernetes", "namespace": "shop", "pod": "web-1"}], ["k"]),
+    ("", []),
+    (None, []),
+])
+def test_probes_from_a_list_or_survey_text(value, names):
+    probes, problem = _control.parse_probes(value)
+    assert problem == "" and [p["name"] for p in probes] == names
+
+
+@pytest.mark.parametrize("change, words", [c[1:] for c in REQUEST_CASES], ids=[c[0] for c in REQUEST_CASES])
+def test_request(change, words):
+    out = _control.request(dict(GOOD, **change), "h1")
+    if words is None:
+        assert out["problems"] == []
+        assert out["memory"]["workers"] == int(change.get("memory_workers", 1))
+        assert out["selector"] == {"container_id": "abc"}
+    else:
+        assert any(words in p for p in out["problems"]), out["problems"]
+
+
+def test_request_builds_cpu_and_guard():
+    out = _control.request(dict(GOOD, type="cpu", cpu_load="75", cpu_workers="2", max_working_set="90%"), "h1")
+    assert out["cpu"] == {"load": 75.0, "workers": 2}
+    assert out["memory"] is None
+    assert out["guard"] == {"stop_on_app_oom_kill": True, "stop_if_target_gone": True, "max_working_set": "90%"}
+
+
+MEMORY = {"limit_bytes": 100, "baseline_working_set_bytes": 20, "bytes": 50}
+PLAN_CASES = [
+    ("fits", {"status": "would_start", "plan": {"memory": MEMORY, "heartbeat_timeout_seconds": 30}}, {}, ""),
+    ("refused", {"msg": "would take the target over its limit"}, {}, "would take the target over its limit"),
+    ("running", {"status": "running"}, {}, "already running on this node"),
+    ("ran before", {"status": "finished", "reason": "deadline"}, {}, "already ran on this node (finished, deadline)"),
+    ("ran before, replace", {"status": "finished", "plan": {}}, {"replace": True}, ""),
+    ("headroom", {"status": "would_start", "plan": {"memory": MEMORY}}, {"min_free_percent": 40},
+     "not enough headroom"),
+    ("headroom, oom allowed", {"status": "would_start", "plan": {"memory": MEMORY}},
+     {"min_free_percent": 40, "allow_oom": True}, ""),
+    ("dead-man too short", {"status": "would_start", "plan": {"heartbeat_timeout_seconds": 15}}, {"interval": 10},
+     "must be at least twice experiment_heartbeat_interval"),
+    ("oom group", {"status": "would_start", "plan": {}, "target": {"path": "/x"}}, {"oom_group_ack_needed": True},
+     "/x has memory.oom.group=1"),
+]
+
+
+@pytest.mark.parametrize("check, options, words", [c[1:] for c in PLAN_CASES], ids=[c[0] for c in PLAN_CASES])
+def test_plan_problem(check, options, words):
+    kwargs = dict({"interval": 5, "allow_oom": False, "min_free_percent": 0, "replace": False}, **options)
+    problem = _control.plan_problem(check, "e1", **kwargs)
+    assert (words in problem) if words else problem == ""
+
+
+TARGET_CASES = [
+    ("one container", {"cgroups": [{"path": "/a", "kind": "container", "memory": {"limit_bytes": 5}}]}, ""),
+    ("missing", {"msg": "no such container", "cgroups": []}, "target not found: no such container"),
+    ("two", {"cgroups": [{"path": "/a"}, {"path": "/b"}]}, "matches 2 cgroups (/a, /b)"),
+    ("pod", {"cgroups": [{"path": "/p", "kind": "pod"}]}, "is a pod, not a container"),
+    ("no limit", {"cgroups": [{"path": "/a", "kind": "container", "memory": {"limit_bytes": None}}]},
+     "has no memory limit"),
+]
+
+
+@pytest.mark.parametrize("found, words", [c[1:] for c in TARGET_CASES], ids=[c[0] for c in TARGET_CASES])
+def test_target_problem(found, words):
+    problem = _control.target_problem(found, {"container_id": "a"}, "memory", True)
+    assert (words in problem) if words else problem == ""
+
+
+BASELINE_CASES = [
+    ("sampled, no probes", {"results": [{"summary": {}}]}, [], ""),
+    ("not sampled", {"msg": "gone"}, [], "the baseline could not be sampled: gone"),
+    ("probe failed", {"results": [{}]}, [{"name": "p", "ok": False, "detail": "HTTP 500"}],
+     "the steady state cannot be established: probe p failed (HTTP 500)"),
+]
+
+
+@pytest.mark.parametrize("sample, round_, words", [c[1:] for c in BASELINE_CASES], ids=[c[0] for c in BASELINE_CASES])
+def test_baseline_problem(sample, round_, words):
+    problem = _control.baseline_problem(sample, round_)
+    assert (words in problem) if words else problem == ""
+
+
+GATE_CASES = [
+    ("all ready", {"a": "", "b": ""}, ["a", "b"], 0, False, True, {}),
+    ("one failed outright", {"a": "", "b": ""}, ["a"], 0, False, False, {"b": "failed before the gate"}),
+    ("one not ready, none allowed", {"a": "", "b": "no target"}, ["a", "b"], 0, False, False, {"b": "no target"}),
+    ("one of two not ready, half allowed", {"a": "", "b": "x"}, ["a", "b"], 50, False, True, {"b": "x"}),
+    ("allowed but any_errors_fatal", {"a": "", "b": "x"}, ["a", "b"], 50, True, False, {"b": "x"}),
+]
+
+
+@pytest.mark.parametrize("hosts, play_hosts, allowed, fatal, start, not_ready", [c[1:] for c in GATE_CASES],
+                         ids=[c[0] for c in GATE_CASES])
+def test_gate(hosts, play_hosts, allowed, fatal, start, not_ready):
+    out = _control.gate(hosts, play_hosts, allowed, fatal)
+    assert out["start"] is start
+    assert dict((h, w[:len(not_ready[h])]) for h, w in out["not_ready"].items()) == not_ready
+    if not start:
+        assert "of 2 hosts are not ready" in out["msg"]
+
+
+SETTINGS = {"participants": ["a", "b"], "interval": 5, "timeout": 30, "threshold": 0, "max_failed_percent": 50,
+            "any_errors_fatal": False, "abort_on_app_oom_kill": True}
+
+
+def beat(status="running", deadline=160.0, reason=None):
+    return {"status": status, "deadline": deadline, "reason": reason}
+
+
+TICK_CASES = [
+    # (case, previous state, beats, probe rounds, play hosts, now, settings changes,
+    #  (done, abort words, active hosts, wait))
+    ("first tick waits an interval", None, {"a": beat(), "b": beat()}, {}, ["a", "b"], 100.0, {},
+     (False, "", ["a", "b"], 5.0)),
+    ("a slow round waits less", {"tick_end": 97.0}, {"a": beat(), "b": beat()}, {}, ["a", "b"], 100.0, {},
+     (False, "", ["a", "b"], 2.0)),
+    ("near the deadline waits just past it", None, {"a": beat(deadline=102.0), "b": beat(deadline=101.0)}, {},
+     ["a", "b"], 100.0, {}, (False, "", ["a", "b"], 2.5)),
+    ("all reached the deadline", None, {"a": beat("finished"), "b": beat("finished")}, {}, ["a", "b"], 100.0, {},
+     (True, "", [], 0.0)),
+    ("probe failed over threshold", None, {"a": beat(), "b": beat()},
+     {"a": [{"name": "web", "ok": False, "detail": "HTTP 500"}]}, ["a", "b"], 100.0, {},
+     (True, "probe web failed 1 times on a (HTTP 500), more than the threshold of 0", ["a", "b"], 0.0)),
+    ("probe failure within threshold", None, {"a": beat(), "b": beat()},
+     {"a": [{"name": "web", "ok": False, "detail": "HTTP 500"}]}, ["a", "b"], 100.0, {"threshold": 1},
+     (False, "", ["a", "b"], 5.0)),
+    ("app OOM kill", None, {"a": beat("stopped", reason="guard:app_oom_kill"), "b": beat()}, {}, ["a", "b"],
+     100.0, {}, (True, "the OOM killer took an application process on a", ["b"], 0.0)),
+    ("app OOM kill, not an abort condition", None, {"a": beat("stopped", reason="guard:app_oom_kill"),
+                                                    "b": beat()}, {}, ["a", "b"], 100.0,
+     {"abort_on_app_oom_kill": False}, (False, "", ["b"], 5.0)),
+    ("one of two failed: 50% is allowed", None, {"b": beat()}, {}, ["b"], 100.0, {},
+     (False, "", ["b"], 5.0)),
+    ("one of two failed with any_errors_fatal", None, {"b": beat()}, {}, ["b"], 100.0, {"any_errors_fatal": True},
+     (True, "1 of 2 nodes failed (a), more than 0%", ["b"], 0.0)),
+    ("missed heartbeat is tolerated", {"hosts": {"a": {"status": "running", "active": True, "last_beat": 90.0,
+                                                       "probes": {}, "deadline": 160.0},
+                                                 "b": {"status": "running", "active": True, "last_beat": 90.0,
+                                                       "probes": {}, "deadline": 160.0}}},
+     {"a": {"msg": "Timed out"}, "b": beat()}, {}, ["a", "b"], 100.0, {}, (False, "", ["a", "b"], 5.0)),
+    ("no heartbeat for the dead-man time: lost", {"hosts": {
+        "a": {"status": "running", "active": True, "last_beat": 60.0, "probes": {}, "deadline": 160.0},
+        "b": {"status": "running", "active": True, "last_beat": 90.0, "probes": {}, "deadline": 160.0}}},
+     {"a": {"msg": "Timed out"}, "b": beat()}, {}, ["a", "b"], 100.0, {"max_failed_percent": 0},
+     (True, "1 of 2 nodes failed (a), more than 0%", ["b"], 0.0)),
+    ("an abort sticks", {"abort_reason": "earlier"}, {"a": beat(), "b": beat()}, {}, ["a", "b"], 100.0, {},
+     (True, "earlier", ["a", "b"], 0.0)),
+]
+
+
+@pytest.mark.parametrize("state, beats, rounds, play_hosts, now, change, want", [c[1:] for c in TICK_CASES],
+                         ids=[c[0] for c in TICK_CASES])
+def test_tick(state, beats, rounds, play_hosts, now, change, want):
+    done, abort, active, wait = want
+    out = _control.tick(state, beats, rounds, play_hosts, now, dict(SETTINGS, **change))
+    assert out["done"] is done
+    assert (abort in out["abort_reason"]) if abort else out["abort_reason"] == ""
+    assert sorted(h for h, s in out["hosts"].items() if s["active"]) == active
+    assert out["wait"] == wait
+
+
+def test_tick_a_host_whose_task_failed_is_failed_and_counted():
+    out = _control.tick(None, {"a": beat(), "b": beat()}, {}, ["a", "b"], 100.0, dict(SETTINGS, max_failed_percent=0),
+                        errors={"a": "Probe the steady state failed: boom"})
+    assert out["hosts"]["a"]["status"] == "failed" and not out["hosts"]["a"]["active"]
+    assert out["done"] and "1 of 2 nodes failed (a)" in out["abort_reason"]
+
+
+def test_tick_counts_probes_and_round_times():
+    state = None
+    for now, ok in ((100.0, True), (105.5, False), (111.0, True)):
+        state = _control.tick(state, {"a": beat(), "b": beat()}, {"a": [{"name": "web", "ok": ok, "detail": "d"}]},
+                              ["a", "b"], now, dict(SETTINGS, threshold=5))
+        state["tick_end"] = now + state["wait"]
+    assert state["hosts"]["a"]["probes"]["web"] == {"checks": 3, "failures": 1, "last_failure": "d"}
+    assert state["round_seconds"] == [0.5, 1.0]
+    stats = _control.heartbeat_stats(state, 5, 30)
+    assert (stats["round_p50_seconds"], stats["round_p95_seconds"], stats["rounds"]) == (0.5, 1.0, 2)
+
+
+@pytest.mark.parametrize("values, share, want", [
+    ([], 0.5, None), ([3.0], 0.95, 3.0), ([1, 2, 3, 4], 0.5, 2), ([1, 2, 3, 4], 0.95, 4),
+    (list(range(1, 101)), 0.95, 95),
+])
+def test_percentile(values, share, want):
+    assert _control.percentile(values, share) == want
+
+
+NODE = {"experiment_result": {"format_version": 1, "host": "x", "experiment": "e1", "status": "stopped",
+                              "reason": "stop", "samples": []}}
+RESULT_CASES = [
+    ("no answer", {"msg": "unreachable"}, None, "", "", ("failed", "unreachable")),
+    ("lost", None, None, "", "lost contact", ("failed", "lost contact")),
+    ("stopped by an abort", NODE, None, "probe web failed", "", ("aborted", "abort")),
+    ("plain stop", NODE, None, "", "", ("stopped", "stop")),
+    ("probes judged", NODE, {"web": {"checks": 4, "failures": 1, "last_failure": "HTTP 500"}}, "", "",
+     ("stopped", "stop")),
+]
+
+
+def _tally(*rounds):
+    from ansible_collections.chaosfleet.stress.plugins.plugin_utils._probes import update_tally
+    tally = {}
+    for phase, ok in rounds:
+        checked = {"name": "web", "type": "http", "ok": ok, "latency_ms": 10.0, "detail": "HTTP 200" if ok else "HTTP 503"}
+        tally = update_tally(tally, phase, [checked])
+    return tally
+
+
+@pytest.mark.parametrize("rounds, held, detail", [
+    ([("baseline", True), ("stress", True), ("stress", True), ("recovery", True)], True,
+     "held: pass rate 100.0% (baseline 1/1, stress 2/2, recovery 1/1); latency p50 10.0 ms, p95 10.0 ms"),
+    ([("baseline", True), ("stress", False), ("stress", True), ("recovery", True)], False,
+     "broke: 1 failed checks during the stress, 0 allowed (pass rate 75.0%: baseline 1/1, stress 1/2, recovery 1/1); "
+     "last failure in stress: HTTP 503"),
+    ([("baseline", True), ("stress", True), ("recovery", False)], False,
+     "broke: failed after recovery (pass rate 66.7%: baseline 1/1, stress 1/1, recovery 0/1); "
+     "last failure in recovery: HTTP 503"),
+])
+def test_result_explains_each_probe_from_the_tally(rounds, held, detail):
+    out = _control.result(NODE, "e1", "h1", None, ["web"], {}, 0, None, "", "", {"rounds": 1}, tally=_tally(*rounds),
+                          k8s_target={"namespace": "shop", "pod": "web-1", "container": "app", "node": "n1"})
+    probe = out["steady_state"]["probes"][0]
+    assert out["steady_state"]["held"] is held and probe["ok"] is held
+    assert probe["detail"].startswith(detail)
+    assert probe["pass_rate"] and probe["latency_ms"]["p95"] == 10.0 and "stress" in probe["phases"]
+    assert out["target"]["kubernetes"] == {"namespace": "shop", "pod": "web-1", "container": "app", "node": "n1"}
+
+
+@pytest.mark.parametrize("node, stats, abort, error, want", [c[1:] for c in RESULT_CASES],
+                         ids=[c[0] for c in RESULT_CASES])
+def test_result(node, stats, abort, error, want):
+    probes = ["web"] if stats is not None else None
+    out = _control.result(node, "e1", "h1", None, probes, stats, 0, None, abort, error, {"rounds": 1})
+    if want[0] == "failed":
+        assert out == {"failed": True, "msg": out["msg"]} and want[1] in out["msg"]
+        return
+    assert (out["status"], out["reason"], out["host"]) == (want[0], want[1], "h1")
+    assert out["heartbeat"] == {"rounds": 1}
+    if stats:
+        assert out["steady_state"]["held"] is False
+        assert out["steady_state"]["probes"][0]["detail"].startswith("baseline passed; 1 of 4 checks failed")
+
+
+def test_report_input():
+    out = _control.report_input({"a": ({"format_version": 1}, ""), "b": (None, "no target"), "c": (None, "")})
+    assert out == {"a": {"format_version": 1}, "b": {"failed": True, "msg": "not started: no target"}, "c": None}
+
+
+def test_beat_command_quotes_the_directory():
+    command = _control.beat_command("/run/chaos fleet/", "e1")
+    assert command.startswith("cd '/run/chaos fleet/experiments/e1' 2>/dev/null || ")
+    assert "touch heartbeat" in command
+
+
+@pytest.mark.parametrize("raw, want", [
+    ({"rc": 0, "stdout": '{"status": "running"}\n'}, {"status": "running", "reason": None, "deadline": None}),
+    ({"rc": 0, "stdout": '{"deadline": 5.0, "reason": "deadline", "status": "finished"}'},
+     {"status": "finished", "reason": "deadline", "deadline": 5.0}),
+    ({"rc": 0, "stdout": '{"status": "absent"}'}, {"status": "absent", "reason": None, "deadline": None}),
+    ({"unreachable": True, "msg": "ssh: no route"}, {"msg": "ssh: no route"}),
+    ({"failed": True, "msg": "Timed out after 10 second(s)."}, {"msg": "Timed out after 10 second(s)."}),
+    ({"rc": 1, "stdout": "", "stderr": "sh: denied"}, {"msg": "sh: denied"}),
+    ({"rc": 0, "stdout": "garbage"}, {"msg": "unreadable heartbeat answer: garbage"}),
+], ids=["running", "ended", "absent", "unreachable", "timed out", "shell error", "garbage"])
+def test_parse_beat(raw, want):
+    assert _control.parse_beat(raw) == want
+
+
+def test_a_stress_running_long_past_its_deadline_is_left_to_the_read_back():
+    state = {"hosts": {"a": {"status": "running", "active": True, "last_beat": 90.0, "probes": {}, "deadline": 60.0},
+                       "b": {"status": "finished", "active": False, "last_beat": 90.0, "probes": {}, "deadline": 60.0}}}
+    out = _control.tick(state, {"a": {"status": "running"}}, {}, ["a", "b"], 100.0, SETTINGS)
+    assert out["hosts"]["a"]["status"] == "overdue" and out["done"] and out["abort_reason"] == ""
+
+
+@pytest.mark.parametrize("configured, interval, round_seconds, want", [
+    (30, 5, None, 30),      # nothing measured: as configured
+    (30, 5, 2.0, 30),       # a fast controller: as configured
+    (30, 5, 5.0, 30),       # 3 x (5 + 5) = 30
+    (30, 5, 8.2, 40),       # a slow one: 3 x (5 + 8.2) = 39.6 -> 40
+    (15.0, 2, 20.0, 66),    # a very slow one
+], ids=["unmeasured", "fast", "at the edge", "slow", "very slow"])
+def test_effective_timeout(configured, interval, round_seconds, want):
+    assert _control.effective_timeout(configured, interval, round_seconds) == want
