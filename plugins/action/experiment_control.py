@@ -40,13 +40,20 @@ class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _requires_connection = False
 
-    def _role_vars(self, task_vars):
-        """The experiment_* variables of this host, templated, without the prefix."""
+    def _role_vars(self, task_vars, keys=None):
+        """The experiment_* variables of this host (or only ``keys``), templated, without the prefix."""
         out = {}
         for key in task_vars:
-            if key.startswith(ROLE_PREFIX):
+            if key.startswith(ROLE_PREFIX) and (keys is None or key[len(ROLE_PREFIX):] in keys):
                 out[key[len(ROLE_PREFIX):]] = self._templar.template(task_vars[key])
         return out
+
+    def _probe_names(self, task_vars):
+        """The probes' names, templating no more than them (a probe's URL may stop templating mid-run)."""
+        probes = task_vars.get(ROLE_PREFIX + "probes") or []
+        if not isinstance(probes, list):
+            probes = self._templar.template(probes) or []
+        return [self._templar.template(p["name"]) for p in probes if isinstance(p, dict) and "name" in p]
 
     def _var(self, task_vars, name, default=None):
         return self._templar.template(task_vars[name]) if name in task_vars else default
@@ -81,7 +88,8 @@ class ActionModule(ActionBase):
         return {"at": time.time()}
 
     def _preflight(self, args, task_vars):
-        v = self._role_vars(task_vars)
+        v = self._role_vars(task_vars, ("type", "require_limit", "allow_oom", "min_free_percent", "replace",
+                                        "oom_group_policy", "oom_group_ack"))
         request = self._var(task_vars, "__experiment_request")
         found = args["found"] or {}
         problem = _control.target_problem(found, request["selector"], v["type"], _control._bool(v["require_limit"]))
@@ -107,7 +115,7 @@ class ActionModule(ActionBase):
                 "summary": ((args["sample"] or {}).get("results") or [{}])[0].get("summary"), "round": round_}
 
     def _result(self, args, task_vars):
-        v = self._role_vars(task_vars)
+        v = self._role_vars(task_vars, ("name",))
         host = task_vars["inventory_hostname"]
         state = args["state"] or {}
         mine = (state.get("hosts") or {}).get(host) or {}
@@ -117,7 +125,7 @@ class ActionModule(ActionBase):
         heartbeat = _control.heartbeat_stats(state, request["interval"], gate.get("heartbeat_timeout"))
         heartbeat.update(configured_timeout_seconds=plan.get("heartbeat_timeout_seconds"),
                          check_round_seconds=gate.get("check_round_seconds"))
-        probes = [p["name"] for p in v.get("probes") or []] or None
+        probes = self._probe_names(task_vars) or None
         error = self._var(task_vars, "__experiment_error") or ""
         lost = mine.get("lost") or ""
         recovery = args["recovery"]
@@ -134,7 +142,7 @@ class ActionModule(ActionBase):
                 if str(self._of(hostvars, h, "__experiment_current", "")) == name]
 
     def _gate(self, args, task_vars):
-        v = self._role_vars(task_vars)
+        v = self._role_vars(task_vars, ("name", "preflight_max_failed_percent", "any_errors_fatal"))
         hostvars = task_vars["hostvars"]
         hosts = dict((h, self._of(hostvars, h, "__experiment_problem", "")) for h in
                      self._participants(task_vars, str(v["name"])))
@@ -157,7 +165,7 @@ class ActionModule(ActionBase):
         return out
 
     def _tick(self, args, task_vars):
-        v = self._role_vars(task_vars)
+        v = self._role_vars(task_vars, ("max_failed_nodes_percent", "any_errors_fatal", "abort_on_app_oom_kill"))
         hostvars = task_vars["hostvars"]
         gate = self._var(task_vars, "__experiment_gate")
         request = self._var(task_vars, "__experiment_request")
@@ -191,7 +199,7 @@ class ActionModule(ActionBase):
         return {"state": out}
 
     def _collect(self, args, task_vars):
-        v = self._role_vars(task_vars)
+        v = self._role_vars(task_vars, ("name",))
         hostvars = task_vars["hostvars"]
         hosts = dict((h, (self._of(hostvars, h, "__experiment_result"), self._of(hostvars, h, "__experiment_problem")))
                      for h in self._participants(task_vars, str(v["name"])))
