@@ -196,7 +196,7 @@ class ActionModule(ActionBase):
         if out["wait"] > 0:
             time.sleep(out["wait"])
         out["tick_end"] = time.time()
-        return {"state": out}
+        return out
 
     def _collect(self, args, task_vars):
         v = self._role_vars(task_vars, ("name",))
