@@ -39,11 +39,11 @@ class ActionModule(ActionBase):
     TRANSFERS_FILES = False
     _requires_connection = False
 
-    def _role_vars(self, task_vars):
-        """The experiment_* variables of this host, templated, without the prefix."""
+    def _role_vars(self, task_vars, keys=None):
+        """The experiment_* variables of this host (or only ``keys``), templated, without the prefix."""
         out = {}
         for key in task_vars:
-            if key.startswith(ROLE_PREFIX):
+            if key.startswith(ROLE_PREFIX) and (keys is None or key[len(ROLE_PREFIX):] in keys):
                 out[key[len(ROLE_PREFIX):]] = self._templar.template(task_vars[key])
         return out
 
@@ -80,7 +80,8 @@ class ActionModule(ActionBase):
         return {"at": time.time()}
 
     def _preflight(self, args, task_vars):
-        v = self._role_vars(task_vars)
+        v = self._role_vars(task_vars, ("type", "require_limit", "allow_oom", "min_free_percent", "replace",
+                                        "oom_group_policy", "oom_group_ack"))
         request = self._var(task_vars, "__experiment_request")
         found = args["found"] or {}
         problem = _control.target_problem(found, request["selector"], v["type"], _control._bool(v["require_limit"]))
@@ -106,7 +107,7 @@ class ActionModule(ActionBase):
                 "summary": ((args["sample"] or {}).get("results") or [{}])[0].get("summary"), "round": round_}
 
     def _result(self, args, task_vars):
-        v = self._role_vars(task_vars)
+        v = self._role_vars(task_vars, ("name",))
         host = task_vars["inventory_hostname"]
         state = args["state"] or {}
         mine = (state.get("hosts") or {}).get(host) or {}
@@ -135,7 +136,7 @@ class ActionModule(ActionBase):
                 if str(self._of(hostvars, h, "__experiment_current", "")) == name]
 
     def _gate(self, args, task_vars):
-        v = self._role_vars(task_vars)
+        v = self._role_vars(task_vars, ("name", "preflight_max_failed_percent", "any_errors_fatal"))
         hostvars = task_vars["hostvars"]
         hosts = dict((h, self._of(hostvars, h, "__experiment_problem", "")) for h in
                      self._participants(task_vars, str(v["name"])))
@@ -158,7 +159,7 @@ class ActionModule(ActionBase):
         return out
 
     def _tick(self, args, task_vars):
-        v = self._role_vars(task_vars)
+        v = self._role_vars(task_vars, ("max_failed_nodes_percent", "any_errors_fatal", "abort_on_app_oom_kill"))
         hostvars = task_vars["hostvars"]
         gate = self._var(task_vars, "__experiment_gate")
         request = self._var(task_vars, "__experiment_request")
@@ -188,10 +189,10 @@ class ActionModule(ActionBase):
         if out["wait"] > 0:
             time.sleep(out["wait"])
         out["tick_end"] = time.time()
-        return {"state": out}
+        return out
 
     def _collect(self, args, task_vars):
-        v = self._role_vars(task_vars)
+        v = self._role_vars(task_vars, ("name",))
         hostvars = task_vars["hostvars"]
         hosts = dict((h, (self._of(hostvars, h, "__experiment_result"), self._of(hostvars, h, "__experiment_problem")))
                      for h in self._participants(task_vars, str(v["name"])))

@@ -79,7 +79,7 @@ EXAMPLES = r'''
 - name: Decide for the whole experiment, then wait for the next tick
   chaosfleet.stress.experiment_control:
     step: tick
-    state: "{{ __experiment_control.state | default({}) }}"
+    state: "{{ __experiment_control }}"
   run_once: true
   register: __experiment_control
 '''
@@ -98,12 +98,23 @@ start:
   description: Step V(gate) - whether the experiment starts.
   returned: step gate
   type: bool
-state:
-  description:
-    - Step V(tick) - per host its status, deadline, probe tallies and missed heartbeats, the abort reason,
-      the round time of every tick, whether monitoring is done and how long the step waited.
+hosts:
+  description: Step V(tick) - per host its status, deadline, probe tallies and missed heartbeats.
   returned: step tick
   type: dict
+done:
+  description: Step V(tick) - whether monitoring is over (every stress ended, or the experiment was aborted).
+  returned: step tick
+  type: bool
+abort_reason:
+  description: Step V(tick) - why the experiment is aborted everywhere, or empty.
+  returned: step tick
+  type: str
+round_seconds:
+  description: Step V(tick) - how long each heartbeat and probe round took.
+  returned: step tick
+  type: list
+  elements: float
 result:
   description: Step V(result) - the host's experiment result (format_version 1).
   returned: step result

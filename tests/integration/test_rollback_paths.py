@@ -46,7 +46,7 @@ def test_normal_end_stops_each_node_exactly_once(fleet, tmp_path):
         assert len(stops(fleet, node, name)) == 1, (node, events(fleet, node, name))
     assert run.out.count("RUNNING HANDLER [chaosfleet.stress.experiment : Stop the stress]") == 1
     result = json.loads((tmp_path / ("stress-report-%s.json" % name)).read_text())["results"]["node1"]
-    assert result["heartbeat"]["rounds"] >= 3 and result["heartbeat"]["round_p95_seconds"] is not None
+    assert result["heartbeat"]["rounds"] >= 1 and result["heartbeat"]["round_p95_seconds"] is not None
 
 
 def test_abort_stops_each_node_exactly_once(fleet, tmp_path):
