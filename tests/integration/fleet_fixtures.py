@@ -211,7 +211,9 @@ class PlaybookRun(object):
 def playbook_cmd(fleet, playbook, extra_vars=None, limit=None, check=False, vars_file_dir=None):
     cmd = [ANSIBLE_PLAYBOOK, "-i", fleet.inventory, playbook]
     if extra_vars:
-        handle, path = tempfile.mkstemp(prefix="cf-vars-", suffix=".json", dir=vars_file_dir)
+        # In the fleet's own directory, so the fleet's teardown removes it.
+        directory = vars_file_dir or os.path.dirname(fleet.inventory)
+        handle, path = tempfile.mkstemp(prefix="cf-vars-", suffix=".json", dir=directory)
         with os.fdopen(handle, "w") as out:
             json.dump(extra_vars, out)
         cmd += ["-e", "@" + path]
