@@ -187,6 +187,7 @@ def field_selector_string(spec):
 
 _WHOLE_RE = re.compile(r"-?[0-9]{1,9}", re.ASCII)
 
+
 def mode_value(mode, value):
     """Validate ``value`` for ``mode``; returns the integer (None for one/all)."""
     if mode not in MODES:

@@ -17,8 +17,9 @@ BIN = REPO / ".venv" / "bin"
 # plugins/ folders that hold no plugins ansible-doc lists.
 NOT_PLUGIN_DIRS = {"module_utils", "doc_fragments", "plugin_utils", "action"}
 # Folder name -> ansible-doc -t name, for the plugin types a collection may carry.
-# (filter and test plugins are several to a file, so they would need their own listing check.)
-DOC_TYPES = {"modules": "module", "lookup": "lookup", "callback": "callback",
+# (Filter and test files may hold several plugins; this collection names each file after its one
+# plugin, which the listing check holds it to.)
+DOC_TYPES = {"modules": "module", "filter": "filter", "test": "test", "lookup": "lookup", "callback": "callback",
              "inventory": "inventory", "connection": "connection", "become": "become", "cache": "cache",
              "vars": "vars", "strategy": "strategy", "shell": "shell", "cliconf": "cliconf",
              "httpapi": "httpapi", "netconf": "netconf"}
