@@ -107,7 +107,7 @@ class ActionModule(ActionBase):
                 "summary": ((args["sample"] or {}).get("results") or [{}])[0].get("summary"), "round": round_}
 
     def _result(self, args, task_vars):
-        v = self._role_vars(task_vars, ("name",))
+        v = self._role_vars(task_vars, ("name", "k8s_target"))
         host = task_vars["inventory_hostname"]
         state = args["state"] or {}
         mine = (state.get("hosts") or {}).get(host) or {}
