@@ -162,16 +162,22 @@ def request(v, host):
     return out
 
 
+BEAT_MARK = "chaosfleet-beat:"
+
+
 def beat_command(state_dir, node_name):
     """The heartbeat, as one shell line for ansible.builtin.raw: touch the experiment's heartbeat
     file (all the node's dead-man watches) and print its outcome, or that it still runs.
 
     No module run, no Python on the node: a heartbeat round over many nodes costs little more
-    than the SSH round trips. The names come from validated input and are quoted anyway.
+    than the SSH round trips. The names come from validated input and are quoted anyway. The
+    answer is one line behind BEAT_MARK, because a login shell may print its own lines (motd,
+    rc-file warnings) into raw's output.
     """
     directory = "%s/experiments/%s" % (state_dir.rstrip("/"), node_name)
-    return ("cd %s 2>/dev/null || { echo '{\"status\": \"absent\"}'; exit 0; }; touch heartbeat && "
-            "{ cat outcome.json 2>/dev/null || echo '{\"status\": \"running\"}'; }" % shlex.quote(directory))
+    return ("cd %s 2>/dev/null || { echo '%s{\"status\": \"absent\"}'; exit 0; }; touch heartbeat && "
+            "printf '%s%%s\\n' \"$(cat outcome.json 2>/dev/null || echo '{\"status\": \"running\"}')\""
+            % (shlex.quote(directory), BEAT_MARK, BEAT_MARK))
 
 
 def parse_beat(raw):
@@ -179,9 +185,12 @@ def parse_beat(raw):
     raw = raw or {}
     if raw.get("unreachable") or raw.get("rc") not in (0, None) or raw.get("failed") or "stdout" not in raw:
         return {"msg": raw.get("msg") or raw.get("stderr") or "no answer"}
+    answers = [line.split(BEAT_MARK, 1)[1] for line in raw["stdout"].splitlines() if BEAT_MARK in line]
     try:
-        outcome = json.loads(raw["stdout"])
-    except ValueError:
+        outcome = json.loads(answers[-1])
+    except (IndexError, ValueError):
+        return {"msg": "unreadable heartbeat answer: %s" % _truncate(raw["stdout"], 200)}
+    if not isinstance(outcome, dict):
         return {"msg": "unreadable heartbeat answer: %s" % _truncate(raw["stdout"], 200)}
     return {"status": outcome.get("status"), "reason": outcome.get("reason"), "deadline": outcome.get("deadline")}
 

@@ -153,3 +153,12 @@ def test_rollback_stops_named_experiments_then_all_and_reports_it(fleet):
     # Check mode on a node with nothing running changes nothing.
     dry = run_playbook(fleet, "chaosfleet.stress.rollback", check=True)
     assert dry.rc == 0 and all(c["changed"] == 0 for c in dry.recap().values())
+
+
+def test_nodes_log_in_like_plain_servers_without_the_hosts_dotfiles(fleet):
+    """The host's root .bashrc starts pyenv, whose stale rehash lock once stalled every SSH command
+    for 60 s and let the dead-man end healthy experiments; lab nodes must not run it."""
+    for node in fleet.nodes:
+        shown = fleet.ssh(node, "sh", "-c", 'echo "pyenv=[$PYENV_ROOT] path=[$PATH]"').stdout
+        assert "pyenv=[]" in shown, shown
+        assert ".pyenv" not in shown, shown

@@ -323,6 +323,13 @@ def node_boot(spec_path):
     open(netns_file, "w").close()
     subprocess.run(["mount", "--bind", "/proc/self/ns/net", netns_file], check=True)
     subprocess.run(["mount", "--bind", spec["vartmp"], "/var/tmp"], check=True)
+    # The host's root dotfiles start pyenv, whose rehash lock can stall every SSH command for 60 s
+    # once a killed session leaves it behind; nodes log in like a plain server instead.
+    plain_rc = Path(spec["vartmp"]).parent / "plain-rc"
+    plain_rc.write_text("# chaosfleet lab node: root logs in without the host's dotfiles\n")
+    for dotfile in (".bashrc", ".profile", ".bash_profile", ".bash_login"):
+        if os.path.isfile("/root/" + dotfile):
+            subprocess.run(["mount", "--bind", "-o", "ro", str(plain_rc), "/root/" + dotfile], check=True)
     socket.sethostname(spec["hostname"])
     subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
     add_sudo_user(Path(spec["vartmp"]).parent / "etc", spec["authorized_keys"], spec["hostname"])

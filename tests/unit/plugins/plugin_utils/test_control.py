@@ -1,5 +1,7 @@
 """The experiment role's decisions (plugin_utils/_control.py), one row per decision case."""
 
+import subprocess
+
 import pytest
 
 from ansible_collections.chaosfleet.stress.plugins.plugin_utils import _control
@@ -297,16 +299,37 @@ def test_beat_command_quotes_the_directory():
     assert "touch heartbeat" in command
 
 
+def test_beat_command_answers_behind_its_mark_in_a_real_shell(tmp_path):
+    (tmp_path / "experiments" / "e1").mkdir(parents=True)
+    for name, outcome, want in [("e1", None, "running"), ("e1", '{"status": "finished"}', "finished"),
+                                ("gone", None, "absent")]:
+        if outcome:
+            (tmp_path / "experiments" / "e1" / "outcome.json").write_text(outcome)
+        out = subprocess.run(["sh", "-c", "echo motd; " + _control.beat_command(str(tmp_path), name)],
+                             capture_output=True, text=True, check=True).stdout
+        assert _control.parse_beat({"rc": 0, "stdout": out})["status"] == want
+    assert (tmp_path / "experiments" / "e1" / "heartbeat").exists()
+
+
+M = _control.BEAT_MARK
+
+
 @pytest.mark.parametrize("raw, want", [
-    ({"rc": 0, "stdout": '{"status": "running"}\n'}, {"status": "running", "reason": None, "deadline": None}),
-    ({"rc": 0, "stdout": '{"deadline": 5.0, "reason": "deadline", "status": "finished"}'},
+    ({"rc": 0, "stdout": M + '{"status": "running"}\r\n'}, {"status": "running", "reason": None, "deadline": None}),
+    ({"rc": 0, "stdout": M + '{"deadline": 5.0, "reason": "deadline", "status": "finished"}'},
      {"status": "finished", "reason": "deadline", "deadline": 5.0}),
-    ({"rc": 0, "stdout": '{"status": "absent"}'}, {"status": "absent", "reason": None, "deadline": None}),
+    ({"rc": 0, "stdout": M + '{"status": "absent"}'}, {"status": "absent", "reason": None, "deadline": None}),
+    ({"rc": 0, "stdout": "Welcome to node1\r\npyenv: cannot rehash\r\n" + M + '{"status": "running"}\r\n'},
+     {"status": "running", "reason": None, "deadline": None}),
     ({"unreachable": True, "msg": "ssh: no route"}, {"msg": "ssh: no route"}),
     ({"failed": True, "msg": "Timed out after 10 second(s)."}, {"msg": "Timed out after 10 second(s)."}),
     ({"rc": 1, "stdout": "", "stderr": "sh: denied"}, {"msg": "sh: denied"}),
     ({"rc": 0, "stdout": "garbage"}, {"msg": "unreadable heartbeat answer: garbage"}),
-], ids=["running", "ended", "absent", "unreachable", "timed out", "shell error", "garbage"])
+    ({"rc": 0, "stdout": '{"status": "running"}'}, {"msg": 'unreadable heartbeat answer: {"status": "running"}'}),
+    ({"rc": 0, "stdout": M + "{half"}, {"msg": "unreadable heartbeat answer: " + M + "{half"}),
+    ({"rc": 0, "stdout": M + '["running"]'}, {"msg": "unreadable heartbeat answer: " + M + '["running"]'}),
+], ids=["running", "ended", "absent", "behind login noise", "unreachable", "timed out", "shell error", "garbage",
+        "unmarked", "cut short", "not an object"])
 def test_parse_beat(raw, want):
     assert _control.parse_beat(raw) == want
 
