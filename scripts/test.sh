@@ -17,14 +17,16 @@ trap cleanup EXIT
 status=0
 run() {
   echo "== $*"
+  local started=$SECONDS
   "$@" || status=1
+  echo "== $(( SECONDS - started )) s: $*"
 }
 
 if [ "$scope" = all ] || [ "$scope" = unit ]; then
   run .venv/bin/python -m pytest -q -p no:cacheprovider tests/unit
 fi
 if [ "$scope" = all ] || [ "$scope" = integration ]; then
-  run .venv/bin/python -m pytest -q -p no:cacheprovider tests/integration
+  run .venv/bin/python -m pytest -q -p no:cacheprovider --durations=25 tests/integration
   run molecule test -s default
 fi
 if [ "$scope" = all ] && [ -x scripts/quality.sh ]; then

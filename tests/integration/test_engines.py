@@ -6,6 +6,7 @@ every 100 ms, and the stress processes' placement from /proc/<pid>/cgroup and th
 
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -106,6 +107,8 @@ def leftovers(state):
     paths = [state["daemon_cgroup"]] + [c["cgroup_path"] for c in state["containers"]]
     found += [p for p in paths if Path("/sys/fs/cgroup/memory" + p).exists()]
     found += [p for p in (state["run_dir"], str(STATE_DIR / (state["prefix"] + ".json"))) if Path(p).exists()]
+    listed = subprocess.run(["runc", "list", "-q"], stdout=subprocess.PIPE, universal_newlines=True).stdout.split()
+    found += ["runc container %s" % c["id"] for c in state["containers"] if c["id"] in listed]
     return found
 
 
@@ -120,6 +123,18 @@ def test_down_after_the_daemon_died_leaves_nothing():
         os.kill(int(Path(state["pidfile"]).read_text()), signal.SIGKILL)
         assert wait_for(lambda: not Path("/proc/%d" % state["daemon_pid"]).exists(), 10)
         assert cgroup_pids(container["cgroup_path"]), "the container should outlive its daemon"
+    finally:
+        destroy_engine(state["prefix"])
+    assert leftovers(state) == []
+
+
+def test_down_after_podman_lost_its_database_leaves_nothing():
+    """A podman killed mid-run can lose track of its container; runc's own record of it goes too."""
+    if engine_unavailable("podman"):
+        pytest.skip(engine_unavailable("podman"))
+    state = create_engine("podman")
+    try:
+        os.rename(state["run_dir"] + "/podman/root/libpod", state["run_dir"] + "/podman/root/libpod.lost")
     finally:
         destroy_engine(state["prefix"])
     assert leftovers(state) == []

@@ -71,9 +71,6 @@ def test_abort_stops_each_node_exactly_once(fleet, tmp_path):
         assert len(stops(fleet, node, name)) == 1, (node, events(fleet, node, name))
 
 
-@pytest.mark.skip(reason="issue 13 (open): probes are now templated once, at the request step, so a broken "
-                         "probe URL no longer fails a task mid-stress; the replacement injection (a per-host "
-                         "probe list read by a lookup) has not yet run green on the lab")
 def test_failed_task_on_one_host_stops_it_once_and_the_others_finish(fleet, tmp_path):
     """A task fails on node2 mid-stress: its probe list is read from a file that is removed while the
     stress holds, so templating it fails on node2 only. node1 and node3 run to their deadline. node2

@@ -131,7 +131,10 @@ def test_over_limit_oom_kills_the_stressor_and_the_app_keeps_serving(lab, state_
     assert int(text.split("oom_kill ")[1].split()[0]) > oom_before
     outcome = ok("cgroup_sample", {"experiment": "seed-oom", "state_dir": state_dir})
     kills = outcome["oom_kills"]
-    assert kills and all(k["victim"] == "stressor" for k in kills)
+    # A worker stress-ng respawns can be killed before any sample saw it: that victim is "unknown" (names
+    # prove nothing). The app is never blamed, and at least one kill is proven to be the stressor's.
+    assert kills and any(k["victim"] == "stressor" for k in kills), kills
+    assert not [k for k in kills if k["victim"] == "app"], kills
     assert container["pid"] in cgroup_pids(container["cgroup_path"]) and comm(container["pid"]) == "httpd"
     assert http_ok(container)
 

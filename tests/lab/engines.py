@@ -303,6 +303,11 @@ def down(prefix, state_dir):
                 + ids, check=False, timeout=60)
         if engine == "docker":
             stop_dockerd(prefix)
+        else:
+            # podman hands its containers to runc's default root; a podman killed mid-run leaves them listed there.
+            for container_id in ids:
+                subprocess.run(["runc", "delete", "--force", container_id], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, timeout=CLI_TIMEOUT)
         for container_id in ids:
             path = container_cgroup(engine, container_id)
             lab.kill_cgroup_tree(path)
