@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Fidelity: what was asked against what the target's cgroup shows, beside stress-ng as peer tools invoke it.
 
-    .venv/bin/python benchmarks/bench_fidelity.py [--only memory|vm|cpu ...] [--json FILE]
+    .venv/bin/python benchmarks/bench_fidelity.py [--only memory|ramp|vm|cpu ...] [--json FILE]
 
 Targets: runc pods of the lab (tests/lab/lab.py), one with its CPU quota lifted, a Docker and a Podman
 container (tests/lab/engines.py). Each memory case runs twice on the same target: the stressor module
@@ -13,6 +13,9 @@ through Ansible, and stress-ng attached to the cgroup with the user's numbers pa
 - peak: the largest increase at any sample from the start to the end of the hold, above the request;
 - side CPU: cores the cgroup burned while holding memory (cpuacct);
 - OOM kills: memory.oom_control's oom_kill counter.
+
+Ramp cases: linear ramps on the runc pod `hello`; the worst distance of any 100 ms sample from the ramp's
+line, as a share of the request (target: 3 %), and the peak above the request.
 
 CPU cases: a load (percent of the quota) on quotas of 0.5, 1 and 1.5 cores (the Docker container,
 re-quota'd with `docker update --cpus`), cores measured over 10 s after 8 s of warm-up; the peer gets
@@ -39,7 +42,7 @@ from tests.integration.engine_fixtures import (  # noqa: E402
 )
 from tests.integration.ansible_helpers import wait_for  # noqa: E402
 from tests.integration.fidelity import (  # noqa: E402
-    RUNNER, cpu_case, memory_case, module_directly, peer_cpu_case, peer_memory_case, stress_pids,
+    RUNNER, cpu_case, memory_case, module_directly, peer_cpu_case, peer_memory_case, ramp_deviation, stress_pids,
 )
 from tests.integration.lab_fixtures import create_lab, destroy_lab, lab_container, lab_pod  # noqa: E402
 from tests.lab.engines import docker_cli  # noqa: E402
@@ -48,7 +51,8 @@ from tests.lab.peer_stress import V2, cgroup_file  # noqa: E402
 MI = 1024 * 1024
 LIMIT_MARGIN = 32 * MI
 CPU_QUOTAS = (0.5, 1.0, 1.5)
-SECTIONS = ("memory", "vm", "cpu")
+SECTIONS = ("memory", "ramp", "vm", "cpu")
+RAMPS = (("64Mi", "10s"), ("200Mi", "10s"), ("200Mi", "30s"), ("400Mi", "20s"))
 VM_BOOT_TIMEOUT = 400
 CPU_LOADS = (10, 25, 50, 75, 100)
 
@@ -174,6 +178,22 @@ def run_cpu(docker, docker_prefix, state_dir):
     return rows
 
 
+def run_ramps(hello, state_dir):
+    rows = []
+    print("| target | ramp | worst distance from the line | peak above request | OOM |\n|---|---|---|---|---|",
+          flush=True)
+    for size, ramp in RAMPS:
+        case = memory_case(state_dir, hello, {"size": size, "ramp": ramp}, timeout=90)
+        row = {"size": size, "ramp": ramp, "worst_share": ramp_deviation(case),
+               "peak_above_bytes": case["peak_bytes"] - case["request_bytes"], "oom_kills": case["oom_kills"]}
+        rows.append(row)
+        print("| %s | %s over %s | %.1f %% | %+.1f MiB | %d |" % (
+            hello["label"], size, ramp, 100 * row["worst_share"], row["peak_above_bytes"] / MI, row["oom_kills"]),
+            flush=True)
+        settled(hello["cgroup_path"])
+    return rows
+
+
 CPU_HEADER = ("| quota | load | asked | stressor | error | stress-ng as peers pass it | burned | error | load avg (1 min) |\n"
               "|---|---|---|---|---|---|---|---|---|")
 
@@ -254,7 +274,7 @@ def main():
     results = {"started": time.time()}
     try:
         targets = {}
-        if "memory" in sections:
+        if {"memory", "ramp"} & set(sections):
             lab = create_lab("cflab-bench" + secrets.token_hex(2))
             labs.append(lab["prefix"])
             hello = lab_container(lab, "hello")
@@ -277,6 +297,10 @@ def main():
             results["memory"] = run_memory(targets, state_dir) if "memory" in sections else []
             if "vm" in sections:
                 results["memory"] += vm_memory()
+            print("(%s at the end)\n" % load_average())
+        if "ramp" in sections:
+            print("Ramps, %s at the start" % load_average())
+            results["ramp"] = run_ramps(targets["hello"], state_dir)
             print("(%s at the end)\n" % load_average())
         if "cpu" in sections and "docker" in targets:
             print("CPU on the Docker container, %s at the start" % load_average())

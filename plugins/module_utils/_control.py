@@ -27,6 +27,8 @@ CONTROL_TICK = 0.25
 # While ramping, steps are due every slice; a tick of a tenth of it keeps them on time.
 RAMP_TICKS_PER_STEP = 10
 MIN_TICK = 0.02
+# A step's pages take a moment to show (exec, fault-in); later steps launch that much early, by at most half a slice.
+RAMP_LEAD_MAX_SHARE = 0.5
 # A top-up smaller than this is not worth a stress-ng instance of its own.
 MIN_TOPUP_BYTES = 256 * 1024
 # Measured over 5 s, corrected beyond 1.5 points: inside the promised 2 points of the asked share.
@@ -71,6 +73,8 @@ class Control(object):
         self.settle_ws = None
         self.achieved = None
         self.respawns = 0
+        self.ramp_lead = 0.0
+        self.step_in_flight = None  # (launched at, increase that shows it resident)
         self.cpu_load = self.cpu["per_worker_load"] if self.cpu else None
         self.cpu_window = None
         self.cpu_corrections = 0
@@ -137,8 +141,25 @@ class Control(object):
             return False
         if not memory["ramp_seconds"]:
             return True
-        # Each step lands mid-way through its slice of the ramp, so the level stays within half a step of the line.
-        return now - self.started_at >= memory["ramp_seconds"] * (self.steps + 0.5) / memory["steps"]
+        # Each step lands mid-way through its slice of the ramp, so the level stays within half a step of the line;
+        # it launches early by the time the previous steps took to show.
+        return now - self.started_at + self.ramp_lead >= memory["ramp_seconds"] * (self.steps + 0.5) / memory["steps"]
+
+    def in_flight(self):
+        """True while a ramp step's pages are on their way (the supervisor then watches every tick)."""
+        return self.step_in_flight is not None
+
+    def step_landed(self, now, ws):
+        """Learn how long a ramp step takes to show in the working set: the lead for the next steps."""
+        if self.step_in_flight is None:
+            return
+        launched_at, resident = self.step_in_flight
+        if self.increase(ws) < resident:
+            return
+        self.step_in_flight = None
+        slice_seconds = self.memory["ramp_seconds"] / self.memory["steps"]
+        lag = min(now - launched_at, slice_seconds * RAMP_LEAD_MAX_SHARE)
+        self.ramp_lead = lag if not self.ramp_lead else (self.ramp_lead + lag) / 2
 
     def ramp(self, now, ws):
         """A ramp step (call when ``step_due``); runs on the control tick so steps land on time."""
@@ -150,14 +171,28 @@ class Control(object):
         self.settle_since, self.settle_ws = now, None
         step, self.steps = self.steps, self.steps + 1
         if step == 0:
-            return [self._memory(first_memory_step_bytes(memory), memory["workers"])]
+            return [self._ramp_step(now, first_memory_step_bytes(memory))]
         # A slow or throttled container faults pages in late: never count less than was launched. The steps
         # already out show how the node charges overhead: the last step's reserve for the top-up follows that.
-        add = memory_step_bytes(memory, step, max(self.increase(ws), self.planned_increase),
-                                max(1.0, self.overhead_scale(ws)))
+        increase, scale = max(self.increase(ws), self.planned_increase), max(1.0, self.overhead_scale(ws))
+        add = memory_step_bytes(memory, step, increase, scale)
+        if step + 1 == memory["steps"] and add < MIB:
+            # The last step leaves the top-up reserve out, and what is left can fall under the MiB floor: the
+            # ramp would then end a step short of its line. It goes out anyway, at least the top-up's minimum,
+            # while that still fits under the request.
+            add = max(add, MIN_TOPUP_BYTES)
+            fits = memory["bytes"] - MIB // 2 - increase - int(instance_overhead(memory["workers"]) * scale)
+            return [self._ramp_step(now, add)] if add <= fits else []
         if add >= MIB:
-            return [self._memory(add, memory["workers"])]
+            return [self._ramp_step(now, add)]
         return []
+
+    def _ramp_step(self, now, nbytes):
+        action = self._memory(nbytes, self.memory["workers"])
+        if self.memory["ramp_seconds"] and not self.memory["over_limit"]:
+            # Resident once the payload shows; the instance's own overhead varies by kernel.
+            self.step_in_flight = (now, self.launched_payload)
+        return action
 
     def _memory(self, nbytes, workers):
         # Remembered so settling waits for the instances to fault their pages in.

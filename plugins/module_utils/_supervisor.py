@@ -357,6 +357,8 @@ class Supervisor(object):
             ended = self.control.ending(now, requested, self.heartbeat_at())
             if ended:
                 return self.end(ended["reason"], ended["detail"])
+            if self.control.in_flight():
+                self.control.step_landed(now, read_sample(self.target, self.reader)["working_set_bytes"])
             if self.control.step_due(now):
                 self.apply(self.control.ramp(now, read_sample(self.target, self.reader)["working_set_bytes"]))
             if now >= next_sample:

@@ -55,9 +55,10 @@ def test_ramp_follows_its_line_and_never_overshoots(lab, state_dir):
     print(describe(result), "ramp: worst %.1f %% off the line" % (ramp_deviation(result) * 100))
     request = result["request_bytes"]
     assert result["peak_bytes"] <= request + overshoot_allowed(request), describe(result)
-    # The issue asks for 3 % at every sample (half a step is 2.5 %); on a loaded machine a step lands late
-    # (5.8 % measured at load average 33 on 2 cores), so the test allows 10 %: still less than two steps.
-    assert ramp_deviation(result) <= 0.10, "worst %.1f %% off the line; %s" % (
+    # The issue asks for 3 % at every sample (half a step is 2.5 %; steps launch early by the time they take to
+    # show, and the last one goes out even when the top-up reserve leaves it small). 2.6 to 2.9 % measured on a
+    # quiet machine, 4.0 to 5.3 % before those two fixes; the test leaves one point for a loaded CI machine.
+    assert ramp_deviation(result) <= 0.04, "worst %.1f %% off the line; %s" % (
         ramp_deviation(result) * 100, describe(result))
     assert abs(result["steady_bytes"] - request) <= request // 100, describe(result)
 

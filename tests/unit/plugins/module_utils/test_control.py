@@ -132,6 +132,34 @@ def test_ramp_ticks_faster_than_its_steps():
     assert core.tick() == control.CONTROL_TICK
 
 
+@pytest.mark.parametrize("case, shows_after, seen_at, lead, second_due", [
+    ("pages show 0.2 s after launch: the next step launches 0.2 s early", 20 * MI - O1, 0.7, 0.2, 1.3),
+    ("not resident yet: nothing learned, the step waits for its mid-point", 5 * MI, 0.7, 0.0, 1.5),
+    ("a very slow step leads by half a slice at most", 20 * MI - O1, 3.0, 0.5, 1.0),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_ramp_steps_launch_early_by_the_time_steps_take_to_show(case, shows_after, seen_at, lead, second_due):
+    core, _first = started(plan(memory=RAMP))
+    core.ramp(T0 + 0.5, BASE)
+    assert core.in_flight()
+    core.step_landed(T0 + seen_at, BASE + shows_after)
+    assert core.ramp_lead == pytest.approx(lead)
+    assert not core.step_due(T0 + second_due - 0.01) and core.step_due(T0 + second_due)
+
+
+def test_ramp_lead_averages_what_the_steps_showed():
+    core, _first = started(plan(memory=RAMP))
+    core.ramp(T0 + 0.5, BASE)
+    core.step_landed(T0 + 0.7, BASE + 20 * MI)      # 0.2 s
+    core.ramp(T0 + 1.3, BASE + 20 * MI)
+    core.step_landed(T0 + 1.4, BASE + 40 * MI)      # 0.1 s
+    assert core.ramp_lead == pytest.approx(0.15) and not core.in_flight()
+
+
+def test_without_a_ramp_nothing_is_in_flight():
+    core, _first = started(plan(memory={}))
+    assert not core.in_flight() and core.ramp_lead == 0.0
+
+
 STEP = [
     # (case, working set increase seen at the second step, expected launch bytes)
     ("pages resident: the step tops the line up to 40 MiB", 20 * MI, 20 * MI - O1),
@@ -300,3 +328,29 @@ def test_cpu_corrections_are_capped():
 def test_memory_released(case, mib, released):
     core, _first = started(plan(memory={}))
     assert core.memory_released(_increase(mib)) is released
+
+
+@pytest.mark.parametrize("case, size, resident_overhead_share, last_step", [
+    ("20 MiB steps: the last one launches what the reserve leaves", 400, 1.0, "as planned"),
+    ("10 MiB steps: the reserve leaves more than a MiB", 200, 1.0, "as planned"),
+    ("10 MiB steps, overhead 10 % over the estimate: less than the MiB floor, it launches anyway", 200, 1.1, "small"),
+    ("10 MiB steps, overhead 20 % over the estimate: nothing left, the top-up's minimum goes out", 200, 1.2, "minimum"),
+    ("overhead twice the estimate: even the minimum would overshoot, so nothing goes out", 200, 2.0, None),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_a_ramp_never_ends_a_step_short_of_its_line(case, size, resident_overhead_share, last_step):
+    core, _first = started(plan(memory=dict(bytes=size * MI, ramp_seconds=10, steps=20)))
+    level = 0
+    for step in range(19):
+        actions = core.ramp(T0 + 0.25 + 0.5 * step, BASE + level)
+        launched = [a["bytes"] for a in actions if a["do"] == "launch"]
+        level += (launched[0] + int(O1 * resident_overhead_share)) if launched else 0
+    actions = core.ramp(T0 + 9.75, BASE + level)
+    launched = [a["bytes"] for a in actions if a["do"] == "launch"]
+    if last_step is None:
+        assert launched == []
+        return
+    reached = level + launched[0] + int(O1 * resident_overhead_share)
+    assert reached <= size * MI - MI // 2  # never above the request: the top-up closes the rest
+    assert size * MI - reached <= 0.03 * size * MI  # the ramp's 3 % at its end
+    assert (launched[0] >= MI) is (last_step == "as planned")
+    assert (launched[0] == control.MIN_TOPUP_BYTES) is (last_step == "minimum")
