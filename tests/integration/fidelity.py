@@ -63,6 +63,13 @@ def overshoot_allowed(request):
     return max(request // 100, 2 * MI)
 
 
+def steady_allowed(request):
+    """How far the held value may be from the request: 1 %, but not under half a MiB. A shortfall smaller
+    than one stress-ng instance's own overhead (about 4 MiB) cannot be closed by one more instance, so
+    the top-up's sizing error (a few hundred KiB) stays; under 50 MiB that is more than 1 %."""
+    return max(request // 100, MI // 2)
+
+
 class Sampler(object):
     """Reads the target's working set every 100 ms in a thread: (time, increase over the baseline)."""
 
