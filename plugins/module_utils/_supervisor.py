@@ -357,10 +357,13 @@ class Supervisor(object):
             ended = self.control.ending(now, requested, self.heartbeat_at())
             if ended:
                 return self.end(ended["reason"], ended["detail"])
-            if self.control.in_flight():
-                self.control.step_landed(now, read_sample(self.target, self.reader)["working_set_bytes"])
-            if self.control.step_due(now):
-                self.apply(self.control.ramp(now, read_sample(self.target, self.reader)["working_set_bytes"]))
+            landing, due = self.control.in_flight(), self.control.step_due(now)
+            if landing or due:
+                ws = read_sample(self.target, self.reader)["working_set_bytes"]
+                if landing:
+                    self.control.step_landed(now, ws)
+                if due:
+                    self.apply(self.control.ramp(now, ws))
             if now >= next_sample:
                 next_sample += interval
                 if not os.path.isdir(self.primary_dir):

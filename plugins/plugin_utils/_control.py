@@ -188,9 +188,9 @@ def parse_beat(raw):
     answers = [line.split(BEAT_MARK, 1)[1] for line in raw["stdout"].splitlines() if BEAT_MARK in line]
     try:
         outcome = json.loads(answers[-1])
+        if not isinstance(outcome, dict):
+            raise ValueError("not an object")
     except (IndexError, ValueError):
-        return {"msg": "unreadable heartbeat answer: %s" % _truncate(raw["stdout"], 200)}
-    if not isinstance(outcome, dict):
         return {"msg": "unreadable heartbeat answer: %s" % _truncate(raw["stdout"], 200)}
     return {"status": outcome.get("status"), "reason": outcome.get("reason"), "deadline": outcome.get("deadline")}
 

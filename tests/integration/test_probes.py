@@ -190,4 +190,5 @@ def test_bad_probe_definitions_fail_the_task_in_one_line(faults, index):
 
 
 def test_results_are_json(rounds):
-    json.dumps(rounds[1]["probe"]["tally"])
+    tally = rounds[1]["probe"]["tally"]
+    assert tally and json.loads(json.dumps(tally)) == tally
