@@ -120,6 +120,17 @@ def _game_day_stats(summary):
             "hosts": {}}
 
 
+def _k8s_label(names):
+    """' (pod shop/web-1, container app, node w1)' for a target k8s_targets picked, else ''."""
+    if not isinstance(names, dict) or not names:
+        return ""
+    parts = []
+    if names.get("pod"):
+        parts.append("pod %s" % "/".join(str(n) for n in (names.get("namespace"), names["pod"]) if n))
+    parts.extend("%s %s" % (key, names[key]) for key in ("container", "node") if names.get(key))
+    return " (%s)" % ", ".join(parts) if parts else ""
+
+
 def slack_message(stats=None, text=None, link=None):
     """A Slack-compatible incoming-webhook body: ``text`` (every such receiver reads it) plus blocks.
 
@@ -142,7 +153,8 @@ def slack_message(stats=None, text=None, link=None):
         for host, entry in sorted((stats.get("per_host") or {}).items()):
             if (entry or {}).get("verdict") not in (None, "pass"):
                 notes = "; ".join(str(n) for n in (entry.get("notes") or [])[:3])
-                lines.append("- %s: %s%s" % (host, entry.get("verdict"), " - " + notes if notes else ""))
+                lines.append("- %s%s: %s%s" % (host, _k8s_label(entry.get("kubernetes")), entry.get("verdict"),
+                                                " - " + notes if notes else ""))
         if len(lines) > 10:
             lines = lines[:10] + ["- ... and %d more hosts" % (len(lines) - 10)]
         if lines:

@@ -711,6 +711,14 @@ def build(params):
     }
 
 
+def _k8s_names(result):
+    """{"kubernetes": {namespace, pod, container, node}} when k8s_targets picked the target, else {}."""
+    names = (result.get("target") or {}).get("kubernetes")
+    if not isinstance(names, dict) or not names:
+        return {}
+    return {"kubernetes": dict((k, names.get(k)) for k in ("namespace", "pod", "container", "node"))}
+
+
 def stats(model, paths):
     """The compact summary for set_stats (AWX artifacts) and the task result."""
     return {
@@ -718,7 +726,7 @@ def stats(model, paths):
         "title": model["title"],
         "verdict": model["verdict"],
         "hosts": {"ok": model["ok"], "missing": model["missing"], "failed": [f["host"] for f in model["failed"]]},
-        "per_host": dict((h["host"], {
+        "per_host": dict((h["host"], dict({
             "verdict": h["verdict"],
             "notes": h["notes"],
             "ended": h["reason"],
@@ -726,7 +734,7 @@ def stats(model, paths):
             "recovery_seconds": h["result"]["recovery"].get("seconds"),
             "achieved_percent": round(h["achieved_percent"], 1) if h["achieved_percent"] is not None else None,
             "oom_kills": {"app": h["app_kills"], "stressor": h["stressor_kills"]},
-        }) for h in model["hosts"]),
+        }, **_k8s_names(h["result"]))) for h in model["hosts"]),
         "reports": paths,
     }
 

@@ -600,3 +600,16 @@ def test_a_host_in_two_slices_is_refused(tmp_path):
     second = slice_report(tmp_path, "s2", {"node1": node1}, [])
     with pytest.raises(ReportError, match="host node1 has a result in more than one slice"):
         run(params(None, tmp_path / "out", slice_reports=[first, second]))
+
+
+def test_stats_name_the_kubernetes_target_of_each_host(tmp_path):
+    """set_stats' per-host summary carries namespace, pod, container and node when k8s_targets picked the target,
+    and nothing extra for a target given by container ID."""
+    picked, plain = load("node1_stressor_oom"), copy.deepcopy(load("node1_stressor_oom"))
+    picked["target"]["kubernetes"] = {"namespace": "shop", "pod": "web-1", "container": "app", "node": "w1"}
+    picked["host"], plain["host"] = "w1--aaaaaaaaaaaa", "w2"
+    out = run(params([picked, plain], tmp_path, formats=["json"]))
+    per_host = out["stats"]["per_host"]
+    assert per_host["w1--aaaaaaaaaaaa"]["kubernetes"] == {"namespace": "shop", "pod": "web-1", "container": "app",
+                                                          "node": "w1"}
+    assert "kubernetes" not in per_host["w2"]

@@ -94,3 +94,15 @@ def test_secrets_cover_headers_signatures_and_the_webhook():
     found = secrets_of(args)
     for secret in ("X-Amz-Signature=s1g", "tok1", "pa55word", "/services/T1/B1/hooksecret"):
         assert secret in found
+
+
+def test_slack_lines_name_the_kubernetes_target():
+    stats = {"experiment": "pods", "verdict": "fail", "hosts": {"ok": ["w1--aaaaaaaaaaaa", "w2"]},
+             "per_host": {"w1--aaaaaaaaaaaa": {"verdict": "fail", "notes": ["steady state broke"],
+                                               "kubernetes": {"namespace": "shop", "pod": "web-1",
+                                                              "container": "app", "node": "w1"}},
+                          "w2": {"verdict": "inconclusive", "notes": []}}}
+    assert slack_message(stats)["text"] == (
+        ":x: *pods*: FAIL (2 ok)\n"
+        "- w1--aaaaaaaaaaaa (pod shop/web-1, container app, node w1): fail - steady state broke\n"
+        "- w2: inconclusive")
