@@ -17,12 +17,19 @@ description:
     One that is not becomes a host of its name at its C(InternalIP), with no user forced.
   - A node with several picked containers gets one host per container, C(<node>--<first 12 of the container ID>),
     meant to be added to the node's own groups so it keeps the node's group_vars.
+  - With O(hostvars), each entry also gets RV(_value.add_host), the complete arguments for
+    M(ansible.builtin.add_host). A host split per container then copies every connection variable the node has
+    (address, port, user, passwords, keys, SSH arguments and executable, timeouts, pipelining, remote tmp,
+    interpreter, become method, user, password, flags and executable); use C(no_log) on that task.
 author:
   - chaosfleet.stress contributors (@chaosfleet)
 options:
   _input:
-    description: The RV(chaosfleet.stress.k8s_targets#module:by_node) mapping.
-    type: dict
+    description:
+      - The RV(chaosfleet.stress.k8s_targets#module:by_node) mapping.
+      - Or the list this filter returned before (a game day's planned hosts), to add RV(_value.add_host) with
+        O(hostvars).
+    type: raw
     required: true
   inventory_hosts:
     description: The inventory's host names, usually C(groups['all']).
@@ -33,17 +40,21 @@ options:
     description: Only these node names (for example a game-day experiment's hosts); nodes outside are left out.
     type: list
     elements: str
+  hostvars:
+    description: The play's C(hostvars); asks for RV(_value.add_host).
+    type: raw
+  group:
+    description: A group to put every added host in, with RV(_value.add_host).
+    type: str
 '''
 
 EXAMPLES = r'''
-- name: Add one host per picked container
-  ansible.builtin.add_host:
-    name: "{{ item.name }}"
-    groups: "{{ ['stress_targets'] + (hostvars[item.node].group_names if item.in_inventory else []) }}"
-    ansible_host: "{{ hostvars[item.node].ansible_host | default(item.node_ip) if item.in_inventory else item.node_ip }}"
-    experiment_container_id: "{{ item.container_id }}"
-    experiment_k8s_target: "{{ item.kubernetes }}"
-  loop: "{{ picked.by_node | chaosfleet.stress.k8s_hosts(groups['all']) }}"
+- name: Add one host per picked container, with its node's connection settings
+  ansible.builtin.add_host: "{{ item.add_host }}"
+  loop: "{{ picked.by_node | chaosfleet.stress.k8s_hosts(groups['all'], hostvars=hostvars, group='stress_targets') }}"
+  loop_control:
+    label: "{{ item.name }}"
+  no_log: true  # add_host's result lists the host vars, passwords included
 '''
 
 RETURN = r'''
@@ -73,16 +84,28 @@ _value:
     kubernetes:
       description: The target's C(namespace), C(pod), C(container) and C(node), for reports.
       type: dict
+    add_host:
+      description:
+        - With O(hostvars) only. The M(ansible.builtin.add_host) arguments - C(name), C(groups) (O(group) and, for
+          an inventory node, the node's groups), the target (C(experiment_container_id),
+          C(experiment_instance_suffix), C(experiment_k8s_target)) and the connection settings.
+        - An inventory node that is its own host gets no connection settings (it has them); a host split per
+          container gets every connection variable its node has, with C(ansible_host) defaulting to the node's
+          name; a node outside the inventory gets C(ansible_host) set to its InternalIP and nothing else.
+      type: dict
 '''
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.chaosfleet.stress.plugins.plugin_utils._k8s_hosts import K8sHostsError, plan_hosts
+from ansible_collections.chaosfleet.stress.plugins.plugin_utils._k8s_hosts import (
+    K8sHostsError, plan_hosts, with_add_host,
+)
 
 
-def k8s_hosts(by_node, inventory_hosts=None, limit=None):
+def k8s_hosts(by_node, inventory_hosts=None, limit=None, hostvars=None, group=None):
     try:
-        return plan_hosts(by_node, inventory_hosts or [], limit)
+        entries = by_node if isinstance(by_node, list) else plan_hosts(by_node, inventory_hosts or [], limit)
+        return entries if hostvars is None else with_add_host(entries, hostvars, group)
     except K8sHostsError as exc:
         raise AnsibleFilterError(str(exc))
 

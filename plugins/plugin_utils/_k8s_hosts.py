@@ -17,6 +17,24 @@ __metaclass__ = type
 
 SPLIT = "--"
 
+# What a host split per container copies from its node: how to reach it and become root there.
+# The node's values as Ansible sees them (host vars and group_vars), so a templated value such as
+# "{{ inventory_hostname }}.example.com" keeps meaning the node, not the split host.
+CONNECTION_VARS = (
+    "ansible_host", "ansible_ssh_host", "ansible_port", "ansible_ssh_port",
+    "ansible_user", "ansible_ssh_user", "ansible_connection",
+    "ansible_password", "ansible_ssh_pass", "ansible_ssh_password",
+    "ansible_private_key_file", "ansible_ssh_private_key_file",
+    "ansible_ssh_common_args", "ansible_ssh_extra_args", "ansible_sftp_extra_args", "ansible_scp_extra_args",
+    "ansible_ssh_args", "ansible_ssh_executable", "ansible_ssh_timeout", "ansible_timeout",
+    "ansible_pipelining", "ansible_ssh_pipelining", "ansible_ssh_transfer_method",
+    "ansible_host_key_checking", "ansible_ssh_host_key_checking",
+    "ansible_python_interpreter", "ansible_remote_tmp", "ansible_shell_type", "ansible_shell_executable",
+    "ansible_become", "ansible_become_method", "ansible_become_user", "ansible_become_password",
+    "ansible_become_pass", "ansible_become_flags", "ansible_become_exe",
+)
+ENTRY_KEYS = ("name", "node", "in_inventory", "node_ip", "container_id", "suffix", "kubernetes")
+
 
 class K8sHostsError(ValueError):
     """Input that is not k8s_targets' by_node."""
@@ -61,3 +79,65 @@ def plan_hosts(by_node, inventory_hosts=(), limit=None):
 def skipped_hosts(by_node, limit):
     """The hosts of ``limit`` that host no picked target: skipped, not failed."""
     return sorted(set(limit or ()) - set(by_node or {}))
+
+
+def _undefined(value):
+    """Jinja's Undefined and ansible-core's Marker (2.19: what an undefined host or value gives)."""
+    return value is None or any(cls.__name__.endswith("Undefined") or cls.__name__.endswith("Marker")
+                                for cls in type(value).__mro__)
+
+
+def _defined(node_vars, key):
+    """The node's value of ``key``, or None when it has none (an undefined template counts as none)."""
+    try:
+        if key not in node_vars:
+            return None
+        value = node_vars[key]
+    except Exception:  # pylint: disable=broad-except  # a value that cannot be templated is not copied
+        return None
+    return None if _undefined(value) else value
+
+
+def add_host_args(entry, node_vars=None, group=None):
+    """The ansible.builtin.add_host arguments for one planned host.
+
+    ``node_vars`` is the node's hostvars when the node is an inventory host. That host itself keeps
+    what it has (only the group and the target are added: re-setting its group_vars as host vars
+    would let them beat the play's and AWX's settings). A host split per container joins the node's
+    groups and copies every connection variable the node has (CONNECTION_VARS), passwords included,
+    with ``ansible_host`` defaulting to the node's name. A node outside the inventory is reached at
+    its InternalIP, with nothing else forced.
+    """
+    args = {"name": entry["name"], "groups": [group] if group else [],
+            "experiment_container_id": entry["container_id"], "experiment_instance_suffix": entry["suffix"],
+            "experiment_k8s_target": entry["kubernetes"]}
+    if not entry["in_inventory"] or node_vars is None:
+        args["ansible_host"] = entry.get("node_ip") or entry["node"]
+        return args
+    args["groups"] += [g for g in (_defined(node_vars, "group_names") or []) if g not in args["groups"]]
+    if entry["name"] == entry["node"]:
+        return args
+    for key in CONNECTION_VARS:
+        value = _defined(node_vars, key)
+        if value is not None:
+            args[key] = value
+    args.setdefault("ansible_host", entry["node"])
+    return args
+
+
+def with_add_host(entries, hostvars, group=None):
+    """Each planned entry with ``add_host``: the add_host arguments for it (see add_host_args)."""
+    if not isinstance(entries, list) or not all(isinstance(e, dict) and set(ENTRY_KEYS) <= set(e) for e in entries):
+        raise K8sHostsError("k8s_hosts with hostvars needs by_node or the list of hosts k8s_hosts planned")
+    out = []
+    for entry in entries:
+        node_vars = None
+        if entry["in_inventory"]:
+            try:
+                node_vars = hostvars[entry["node"]]
+            except KeyError:
+                node_vars = None
+            if _undefined(node_vars):
+                node_vars = None
+        out.append(dict(entry, add_host=add_host_args(entry, node_vars, group)))
+    return out

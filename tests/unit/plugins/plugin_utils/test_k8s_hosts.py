@@ -1,10 +1,18 @@
 """Inventory hosts for picked containers (plugin_utils/_k8s_hosts.py), as tables."""
 
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from ansible_collections.chaosfleet.stress.plugins.plugin_utils._k8s_hosts import (
-    K8sHostsError, plan_hosts, skipped_hosts,
+    K8sHostsError, plan_hosts, skipped_hosts, with_add_host,
 )
+
+REPO = Path(__file__).resolve().parents[4]
 
 A, B, C = "a" * 64, "b" * 64, "c" * 64
 
@@ -45,3 +53,102 @@ def test_hosts_without_a_target_are_skipped():
 def test_bad_input():
     with pytest.raises(K8sHostsError, match="needs the by_node mapping"):
         plan_hosts([{"node": "x"}])
+
+
+# --- add_host arguments: what an added host keeps of its node ------------------------------------------
+
+def _entries(**nodes):
+    inventory = [n for n in nodes if not n.startswith("x")]
+    return plan_hosts(_by_node(**nodes), inventory)
+
+
+NODE_VARS = {"ansible_host": "10.1.0.1", "ansible_user": "ops", "ansible_become": True,
+             "ansible_become_password": "s3cret", "ansible_become_flags": "-H -S", "ansible_private_key_file": "/k",
+             "ansible_ssh_executable": "/usr/bin/ssh", "ansible_ssh_timeout": 20, "ansible_timeout": 20,
+             "ansible_pipelining": True, "ansible_remote_tmp": "/var/tmp/a", "ansible_password": "p",
+             "ansible_ssh_pass": "p", "ansible_become_pass": "s3cret", "ansible_become_exe": "sudo",
+             "ansible_ssh_common_args": "-J jump", "group_names": ["nodes", "zone_a"], "app_port": 8080}
+
+
+def test_split_hosts_copy_every_connection_variable_of_their_node():
+    got = with_add_host(_entries(w1=[("web-1", A, "app"), ("web-2", B, "app")]), {"w1": NODE_VARS}, "picked")
+    for entry in got:
+        args = entry["add_host"]
+        assert args["name"] == entry["name"] and args["groups"] == ["picked", "nodes", "zone_a"]
+        for key, value in NODE_VARS.items():
+            if key.startswith("ansible_"):
+                assert args[key] == value, key
+        assert "app_port" not in args and "group_names" not in args  # group_vars come through the groups
+        assert args["experiment_container_id"] == entry["container_id"]
+        assert args["experiment_k8s_target"]["pod"] in ("web-1", "web-2")
+
+
+def test_an_inventory_node_that_is_its_own_host_keeps_what_it_has():
+    (entry,) = with_add_host(_entries(w1=[("web-1", A, "app")]), {"w1": NODE_VARS}, "picked")
+    assert entry["add_host"] == {"name": "w1", "groups": ["picked", "nodes", "zone_a"],
+                                 "experiment_container_id": A, "experiment_instance_suffix": "",
+                                 "experiment_k8s_target": {"namespace": "shop", "pod": "web-1", "container": "app",
+                                                           "node": "w1"}}
+
+
+def test_a_split_host_without_an_address_is_reached_at_the_node_name_and_outsiders_at_their_ip():
+    got = with_add_host(_entries(w1=[("web-1", A, "app"), ("web-2", B, "app")], x9=[("web-9", C, "app")]),
+                        {"w1": {"ansible_user": "ops", "group_names": []}}, "picked")
+    by_name = dict((e["name"], e["add_host"]) for e in got)
+    assert by_name["w1--aaaaaaaaaaaa"]["ansible_host"] == "w1"
+    assert by_name["x9"]["ansible_host"] == "10.0.0.2" and by_name["x9"]["groups"] == ["picked"]
+    assert "ansible_user" not in by_name["x9"]  # no user forced on a node outside the inventory
+
+
+def test_add_host_needs_planned_entries():
+    with pytest.raises(K8sHostsError, match="list of hosts k8s_hosts planned"):
+        with_add_host([{"name": "w1"}], {})
+
+
+PLAYBOOK = """
+- hosts: localhost
+  gather_facts: false
+  tasks:
+    - ansible.builtin.include_tasks: {tasks}
+      vars:
+        __k8s_group: picked
+        __k8s_hosts: "{{{{ by_node | chaosfleet.stress.k8s_hosts(groups['all']) }}}}"
+- hosts: picked
+  gather_facts: false
+  tasks:
+    - ansible.builtin.copy:
+        dest: "{out}/{{{{ inventory_hostname }}}}.json"
+        content: "{{{{ dict(user=ansible_user | default(''), become=ansible_become | default(false),
+                            become_password=ansible_become_password | default(''),
+                            ssh_args=ansible_ssh_common_args | default(''), app_port=app_port | default(0),
+                            address=ansible_host | default(''), groups=group_names) | to_json }}}}"
+      delegate_to: localhost
+"""
+
+
+def test_add_hosts_tasks_keep_host_and_group_vars_on_split_hosts(tmp_path):
+    """playbooks/k8s_tasks/add_hosts.yml for real: a split host keeps its node's host-level become password and
+    gets the node's group_vars (user, become, bastion arguments); the passwords are never printed."""
+    by_node = {"w1": {"node_ip": "10.0.0.1", "targets": [
+        {"namespace": "shop", "pod": p, "container_ids": [c], "containers": ["app"]} for p, c in (("a", A), ("b", B))]}}
+    inventory = {"all": {"children": {"nodes": {
+        "hosts": {"w1": {"ansible_connection": "local", "ansible_become_password": "cflab-s3cret",
+                         "ansible_python_interpreter": sys.executable}},
+        "vars": {"ansible_user": "{{ 'ops-' ~ inventory_hostname }}", "ansible_become": True,
+                 "ansible_ssh_common_args": "-J jump", "app_port": 8080}}}}}
+    (tmp_path / "inventory.json").write_text(json.dumps(inventory))
+    (tmp_path / "vars.json").write_text(json.dumps({"by_node": by_node}))
+    (tmp_path / "play.yml").write_text(PLAYBOOK.format(tasks=REPO / "playbooks" / "k8s_tasks" / "add_hosts.yml",
+                                                       out=tmp_path))
+    env = dict(os.environ, ANSIBLE_CONFIG=str(REPO / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    proc = subprocess.run([str(REPO / ".venv" / "bin" / "ansible-playbook"), "-v", "-i", str(tmp_path / "inventory.json"),
+                           "-e", "@" + str(tmp_path / "vars.json"), str(tmp_path / "play.yml")],
+                          cwd=str(REPO), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          universal_newlines=True, timeout=120, check=False)
+    assert proc.returncode == 0, proc.stdout
+    for host in ("w1--aaaaaaaaaaaa", "w1--bbbbbbbbbbbb"):
+        got = json.loads((tmp_path / (host + ".json")).read_text())
+        assert got == {"user": "ops-w1", "become": True, "become_password": "cflab-s3cret", "ssh_args": "-J jump",
+                       "app_port": 8080, "address": "w1", "groups": ["nodes", "picked"]}
+    assert "cflab-s3cret" not in proc.stdout
+    assert "w1--aaaaaaaaaaaa: shop/a/app on node w1" in proc.stdout
