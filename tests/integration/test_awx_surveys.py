@@ -436,3 +436,16 @@ def test_scheduled_game_day_spec_uses_only_experiment_settings():
         assert set(experiment) <= known | {"hosts", "k8s"}, set(experiment) - known
     # The weekly run must be able to pass: a steady state is defined, and the gate opens on pass.
     assert spec["defaults"]["probes"] and spec["gate"]["continue_on"] == ["pass"]
+
+
+@pytest.mark.parametrize("playbook", ["memory_stress", "cpu_stress", "k8s_pod_stress"])
+def test_experiment_surveys_ask_where_the_results_go(playbook):
+    """Results leave the job from the forms too: a directory, an upload URL and a webhook URL, all optional and
+    off when empty; the URLs carry tokens, so they are password questions (AWX hides the answers)."""
+    jt = next(j for j in surveyed_templates() if Path(j["playbook"]).stem == playbook)
+    questions = dict((q["variable"], q) for q in jt["survey"]["spec"])
+    for variable, qtype in (("experiment_publish_copy_to", "text"), ("experiment_publish_upload_url", "password"),
+                            ("experiment_publish_webhook_url", "password")):
+        assert variable in questions, variable
+        assert (questions[variable]["type"], questions[variable]["required"], questions[variable]["default"]) == \
+            (qtype, False, ""), variable
