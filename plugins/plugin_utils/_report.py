@@ -725,6 +725,7 @@ def stats(model, paths):
         "experiment": model["experiment"],
         "title": model["title"],
         "verdict": model["verdict"],
+        "achieved_min_percent": model["options"]["achieved_min_percent"],
         "hosts": {"ok": model["ok"], "missing": model["missing"], "failed": [f["host"] for f in model["failed"]]},
         "per_host": dict((h["host"], dict({
             "verdict": h["verdict"],

@@ -13,6 +13,7 @@ import yaml
 
 from tests.integration.fleet_fixtures import fleet  # noqa: F401  pylint: disable=unused-import
 from tests.integration.fleet_fixtures import ENV, REPO, unique
+from tests.integration.service_fixtures import app  # noqa: F401  pylint: disable=unused-import
 from tests.integration.test_awx_surveys import _AnsibleLoader as _AwxLoader
 from tests.k8s_double import ApiDouble, objects_from_lab_state
 from tests.lab.fleet import SUDO_USER
@@ -259,3 +260,50 @@ def test_game_day_gate_stops_the_next_batch(fleet, tmp_path):
     assert summary["not_run"] == [name + "-mem"]
     assert summary["stopped"].startswith("gate after batch 1 closed: %s-cpu ended inconclusive" % name)
     assert fleet.outcome("node1", name + "-mem") is None  # never started
+
+
+def test_game_day_publishes_its_reports_and_each_experiment_keeps_its_settings(fleet, app, tmp_path):  # noqa: F811
+    """game_day_publish uploads every report of the run and posts the game day's summary; an experiment's own
+    achieved_min_percent reaches its report (it was 80 for all), and its own publish_webhook_url posts its own
+    summary only. One parallel batch: the same 32Mi stress on node1 and node2."""
+    name = unique("gdpub")
+    hook, own_hook = "/hooks/T0CFLAB/gd-secret-%s" % name, "/hooks/T0CFLAB/own-secret-%s" % name
+    probes = [{"name": "hello", "url": "http://127.0.0.1:{{ fleet_pods.hello.http_port }}/"}]
+    spec = {
+        "name": name, "report_dest": str(tmp_path / "reports"), "mode": "parallel",
+        "defaults": {"duration": "8s", "heartbeat_interval": 2, "heartbeat_timeout": "15s", "baseline_duration": "2s",
+                     "recovery_timeout": "15s", "probes": probes, "memory_size": "32Mi",
+                     "container_id": "{{ fleet_pods.hello.container_id }}"},
+        "gate": {"continue_on": ["pass", "inconclusive"]},
+        "experiments": [{"name": name + "-loose", "type": "memory", "hosts": "node1", "achieved_min_percent": 20},
+                        {"name": name + "-own", "type": "memory", "hosts": "node2",
+                         "publish_webhook_url": app.url + own_hook}],
+    }
+    publish = {"upload": {"url": app.url + "/gd/{file}", "headers": {"X-JFrog-Art-Api": "cflab-gd-key"}},
+               "webhook": {"url": app.url + hook}}
+    before = len(app.received())
+    runner, artifacts = run_job(tmp_path, fleet, "chaosfleet.stress.game_day",
+                                {"game_day": spec, "game_day_publish": publish})
+    assert (runner.status, runner.rc) == ("successful", 0), stdout(runner)
+    received = app.received()[before:]
+    output = runner.stdout.read()
+
+    summary = artifacts["chaosfleet_game_day"]
+    experiments = dict((e["name"], e) for batch in summary["batches"] for e in batch)
+    assert summary["verdict"] == "pass", experiments
+    assert artifacts["chaosfleet_report"][name + "-loose"]["achieved_min_percent"] == 20.0
+    assert artifacts["chaosfleet_report"][name + "-own"]["achieved_min_percent"] == 80.0
+
+    files = list(summary["reports"].values()) + [p for e in experiments.values() for p in e["reports"].values()]
+    puts = dict((r["path"], r) for r in received if r["method"] == "PUT" and r["path"].startswith("/gd/"))
+    assert sorted(puts) == sorted("/gd/" + Path(f).name for f in files) and len(files) == 2 + 2 * 3
+    for path in files:
+        assert puts["/gd/" + Path(path).name]["body"] == Path(path).read_bytes()
+        assert puts["/gd/" + Path(path).name]["headers"]["x-jfrog-art-api"] == "cflab-gd-key"
+    hooks = [json.loads(r["body"]) for r in received if r["path"] == hook]
+    assert [m["text"] for m in hooks] == [":white_check_mark: *Game day %s*: PASS" % name]
+    own = [json.loads(r["body"]) for r in received if r["path"] == own_hook]
+    assert [m["text"] for m in own] == [":white_check_mark: *%s: %s-own*: PASS (1 ok)" % (name, name)]
+    assert "summary posted to %s" % app.url in output
+    for secret in ("gd-secret", "own-secret", "cflab-gd-key"):
+        assert secret not in output, secret

@@ -11,6 +11,8 @@ import tempfile
 
 import pytest
 
+from tests.integration.fleet_fixtures import fleet  # noqa: F401  pylint: disable=unused-import
+from tests.integration.fleet_fixtures import fast_experiment, run_playbook, unique
 from tests.integration.service_fixtures import app, free_port  # noqa: F401
 from tests.integration.test_k8s_targets import run_tasks
 
@@ -136,3 +138,45 @@ def test_secrets_never_reach_the_output(published):
     text = run.stdout + run.stderr + run.raw_results
     for secret in (TOKEN, SIGNATURE, "cflabhooksecret", HOOK_PATH):
         assert secret not in text, secret
+
+
+# --- the experiment role publishes its own report (memory_stress on the lab fleet) -------------------------
+
+
+@pytest.mark.lab
+@pytest.mark.slow
+def test_memory_stress_publishes_its_report_and_summary(fleet, app, tmp_path):  # noqa: F811
+    """experiment_publish_*: the role uploads every report file byte for byte and posts a Slack-compatible summary
+    with the verdict, once, from the controller; the URLs' tokens and the header never reach the output."""
+    name = unique("pubrole")
+    hook = "/services/T0CFLAB/B0ROLE/cflabrolehooksecret-%s" % name
+    extra = fast_experiment(
+        experiment_name=name, experiment_report_dest=str(tmp_path / "reports"),
+        experiment_probes=[{"name": "hello-http", "url": "http://127.0.0.1:{{ fleet_pods.hello.http_port }}/"}],
+        experiment_publish_upload_url=app.url + "/chaos/%s/{file}?%s" % (name, SIGNATURE),
+        experiment_publish_upload_headers={"X-JFrog-Art-Api": TOKEN},
+        experiment_publish_webhook_url=app.url + hook,
+        experiment_publish_copy_to=str(tmp_path / "kept"))
+    before = len(app.received())
+    run = run_playbook(fleet, "chaosfleet.stress.memory_stress", extra, limit="node1,node2")
+    assert run.rc == 0, run
+    received = app.received()[before:]
+
+    report = json.loads((tmp_path / "reports" / ("stress-report-%s.json" % name)).read_text())
+    assert report["verdict"] == "pass", report["verdicts"]
+    puts = dict((r["path"].split("?")[0], r) for r in received if r["method"] == "PUT")
+    names = ["stress-report-%s.%s" % (name, ext) for ext in ("html", "json", "md")]
+    assert sorted(puts) == ["/chaos/%s/%s" % (name, n) for n in names]
+    for file_name in names:
+        sent = (tmp_path / "reports" / file_name).read_bytes()
+        assert puts["/chaos/%s/%s" % (name, file_name)]["body"] == sent
+        assert puts["/chaos/%s/%s" % (name, file_name)]["headers"]["x-jfrog-art-api"] == TOKEN
+        assert (tmp_path / "kept" / file_name).read_bytes() == sent
+    hooks = [r for r in received if r["path"] == hook]
+    assert len(hooks) == 1  # once per play, not once per host
+    message = json.loads(hooks[0]["body"])
+    assert message["text"] == ":white_check_mark: *Stress experiment %s*: PASS (2 ok)" % name
+    assert message["blocks"][0]["text"] == {"type": "mrkdwn", "text": message["text"]}
+    assert "summary posted to %s" % app.url in run.out
+    for secret in (TOKEN, SIGNATURE, "cflabrolehooksecret"):
+        assert secret not in run.text, secret

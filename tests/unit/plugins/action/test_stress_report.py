@@ -613,3 +613,10 @@ def test_stats_name_the_kubernetes_target_of_each_host(tmp_path):
     assert per_host["w1--aaaaaaaaaaaa"]["kubernetes"] == {"namespace": "shop", "pod": "web-1", "container": "app",
                                                           "node": "w1"}
     assert "kubernetes" not in per_host["w2"]
+
+
+def test_stats_say_which_achieved_share_the_verdict_asked_for(tmp_path):
+    result = load("node1_stressor_oom")
+    assert run(params([result], tmp_path, formats=["json"]))["stats"]["achieved_min_percent"] == 80.0
+    out = run(params([result], tmp_path, formats=["json"], achieved_min_percent=25))
+    assert out["stats"]["achieved_min_percent"] == 25.0
