@@ -93,7 +93,7 @@ def _defined(node_vars, key):
         if key not in node_vars:
             return None
         value = node_vars[key]
-    except Exception:  # pylint: disable=broad-except  # a value that cannot be templated is not copied
+    except Exception:  # a value that cannot be templated is not copied
         return None
     return None if _undefined(value) else value
 
