@@ -30,6 +30,11 @@ STRESS = {"memory": {"size": "10Mi"}}
 SAMPLES = Path(__file__).resolve().parents[1] / "unit" / "fixtures" / "samples"
 
 
+def row_name(index):
+    """The experiment name a stressor row starts under."""
+    return "cflab-bad-%d" % index
+
+
 def stressor(**args):
     """A stressor row's arguments: a container target, a 5-minute memory stress, unless the row says otherwise."""
     out = {"container_id": HELLO, "duration": "5m"}
@@ -195,13 +200,16 @@ def processes_mentioning(text):
 @pytest.fixture(scope="module")
 def bad_runs(lab, tmp_path_factory):
     state_dir = "/run/cflab-state-" + secrets.token_hex(3)
+    # The rows' I/O directory: root-only and empty, so anything a refused start made there shows.
+    io_dir = "/var/tmp/cflab-io-" + secrets.token_hex(3)
+    os.mkdir(io_dir, 0o700)
     workdir = tmp_path_factory.mktemp("bad-inputs")
     reports = workdir / "reports"
     plays = {}
     for index, (row_id, module, args, _message) in enumerate(ROWS):
         args = fill(args, lab)
         if module == "stressor":
-            args = dict({"name": "cflab-bad-%d" % index, "state_dir": state_dir}, **args)
+            args = dict({"name": row_name(index), "state_dir": state_dir, "io_dir": io_dir}, **args)
         elif module == "cgroup_sample":
             args = dict({"state_dir": state_dir}, **args)
         elif module == "k8s_targets":
@@ -231,7 +239,8 @@ def bad_runs(lab, tmp_path_factory):
                 "processes": processes_mentioning(state_dir),
                 "stress": dict((p["name"], stress_pids(c["cgroup_path"])) for p in lab["pods"]
                                for c in p["containers"]),
-                "reports": sorted(os.listdir(str(reports))) if reports.exists() else []}
+                "reports": sorted(os.listdir(str(reports))) if reports.exists() else [],
+                "io": sorted(os.listdir(io_dir))}
         yield results, left, state_dir
     finally:
         from ansible_collections.chaosfleet.stress.plugins.module_utils._experiment import Experiment
@@ -239,6 +248,7 @@ def bad_runs(lab, tmp_path_factory):
         for name in list_experiments(state_dir):
             Experiment(state_dir, name).stop()
         shutil.rmtree(state_dir, ignore_errors=True)
+        shutil.rmtree(io_dir, ignore_errors=True)
 
 
 @pytest.mark.parametrize("row_id, module, args, message", ROWS, ids=ROW_IDS)
@@ -252,7 +262,7 @@ def test_bad_input_fails_on_one_clear_line(bad_runs, row_id, module, args, messa
     assert message in msg, msg
     assert not result.get("changed")
     if module == "stressor":
-        assert not os.path.exists(os.path.join(state_dir, "experiments", result.get("name") or "-")), row_id
+        assert not os.path.exists(os.path.join(state_dir, "experiments", row_name(ROW_IDS.index(row_id)))), row_id
 
 
 def test_the_node_wide_check_refuses_only_what_it_should(bad_runs):
@@ -271,3 +281,4 @@ def test_nothing_was_started_and_no_state_is_left(bad_runs):
     assert left["processes"] == [], "a supervisor (or anything) runs from the private state_dir"
     assert all(pids == [] for pids in left["stress"].values()), left["stress"]
     assert left["reports"] == [], "stress_report wrote files for bad input"
+    assert left["io"] == [], "a refused start left an I/O directory"

@@ -44,6 +44,9 @@ def test_hostile_names_render_as_text(tmp_path):
         result = json.load(handle)
     result["host"] = "node<img src=x onerror=alert(1)>|x"
     result["oom_kills"][0]["comm"] = "`</td><script>x</script>|"
+    # Values a node reports are data too: an unknown end reason and the cgroup version.
+    result["reason"] = "<script>reason</script>"
+    result["target"]["cgroup_version"] = "<img src=v>"
     params = {"results": [result], "dest": str(tmp_path), "expected_hosts": [],
               "title": "<script>alert(1)</script> *Checkout* [phish](http://evil)", "basename": "r",
               "formats": ["markdown"], "achieved_min_percent": 80.0, "fail_on_app_oom": True}
@@ -58,5 +61,5 @@ def test_hostile_names_render_as_text(tmp_path):
     for line in text.splitlines():
         if line.startswith("| ") and "node" in line:
             assert len(re.findall(r"(?<!\\)\|", line)) == 9, line
-        if "script" in line and line.startswith("| "):
+        elif "script" in line and line.startswith("| "):
             assert len(re.findall(r"(?<!\\)\|", line)) == 7, line
