@@ -24,7 +24,6 @@ STEPS = ("request", "clock", "preflight", "baseline", "gate", "tick", "result", 
 ROLE_PREFIX = "experiment_"
 ARGUMENT_SPEC = dict(
     step=dict(type="str", required=True, choices=list(STEPS)),
-    found=dict(type="dict"),
     check=dict(type="dict"),
     sample=dict(type="dict"),
     round=dict(type="list", elements="dict"),
@@ -83,23 +82,22 @@ class ActionModule(ActionBase):
         v = self._role_vars(task_vars, ("type", "require_limit", "allow_oom", "min_free_percent", "replace",
                                         "oom_group_policy", "oom_group_ack"))
         request = self._var(task_vars, "__experiment_request")
-        found = args["found"] or {}
-        problem = _control.target_problem(found, request["selector"], v["type"], _control._bool(v["require_limit"]))
-        target = (found.get("cgroups") or [None])[0] if not problem else None
-        if not problem:
-            oom_group = (target.get("memory") or {}).get("oom_group") is True and v["type"] == "memory"
+        check = args["check"] or {}
+        replace = _control._bool(v["replace"])
+        done = bool(check.get("result_stored")) and not replace
+        problem = "" if done else _control.target_problem(check, v["type"], _control._bool(v["require_limit"]))
+        oom_group = bool(not problem and v["type"] == "memory" and (check.get("limits") or {}).get("oom_group") is True)
+        if not (problem or done):
             problem = _control.plan_problem(
-                args["check"] or {}, request["node_name"], request["interval"], _control._bool(v["allow_oom"]),
-                v["min_free_percent"], _control._bool(v["replace"]),
+                check, request["node_name"], request["interval"], _control._bool(v["allow_oom"]),
+                v["min_free_percent"], replace,
                 oom_group_ack_needed=oom_group and v["oom_group_policy"] == "require_ack"
                 and not _control._bool(v["oom_group_ack"]))
-        oom_group_warning = bool(target and v["type"] == "memory"
-                                 and (target.get("memory") or {}).get("oom_group") is True)
         clock = self._var(task_vars, "__experiment_clock") or {}
         check_round = round(time.time() - clock["at"], 3) if clock.get("at") else None
-        return {"problem": problem, "target": target, "check_round_seconds": check_round,
-                "plan": (args["check"] or {}).get("plan"),
-                "argv": (args["check"] or {}).get("argv") or [], "oom_group_warning": oom_group_warning}
+        return {"problem": problem, "done": done, "target": check.get("target") if not problem else None,
+                "check_round_seconds": check_round, "plan": check.get("plan"), "status": check.get("status"),
+                "argv": check.get("argv") or [], "oom_group_warning": oom_group}
 
     def _baseline(self, args, task_vars):
         round_ = args["round"] or []

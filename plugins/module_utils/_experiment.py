@@ -102,6 +102,9 @@ class Experiment(object):
         """True when the experiment has no outcome yet and its supervisor is gone (killed, crashed)."""
         return self.exists and self.outcome() is None and not self.supervisor_alive()
 
+    def result_stored(self):
+        return os.path.exists(self.path(state.RESULT))
+
     def heartbeat(self):
         with open(self.path(state.HEARTBEAT), "a"):
             pass
@@ -236,4 +239,5 @@ class Experiment(object):
             "supervisor_pid": (self.supervisor_record() or {}).get("pid"),
             "latest_sample": state.read_last_jsonl(self.path(state.SAMPLES)),
             "outcome": outcome,
+            "result_stored": bool(outcome) and self.result_stored(),
         }

@@ -38,6 +38,8 @@ LOG = "supervisor.log"
 # Written by the starting module right after it spawned the supervisor, before the supervisor's own
 # first status: a stop that comes in between still finds the supervisor.
 SUPERVISOR = "supervisor.json"
+# The whole result, kept by the experiment role once the experiment ended: a rerun reports it again.
+RESULT = "result.json"
 # samples.jsonl lives in tmpfs (/run): past this size every other sample is dropped and the rate halves.
 SAMPLES_MAX_BYTES = 4 * 1024 * 1024
 TAIL_BYTES = 64 * 1024

@@ -342,6 +342,16 @@ state_dir:
   description: The experiment's directory on the node.
   returned: always
   type: str
+limits:
+  description: The target's limits at the check, C(memory_limit_bytes), C(oom_group) and C(cpu_quota_cores).
+  returned: in check mode, when the experiment would start
+  type: dict
+result_stored:
+  description:
+    - True when the experiment ended and the P(chaosfleet.stress.experiment#role) role kept its whole result on
+      the node. Such a name is done; O(state=present) only reports it again, whatever the other options say.
+  returned: when the experiment exists
+  type: bool
 '''
 
 import os
@@ -494,8 +504,10 @@ def start(module, experiment, defining):
             module.fail_json(msg="nsenter (util-linux) is needed to join the target's PID namespace; "
                                  "install it or set enter_pid_namespace=false")
     argv = planned_argvs(plan, stress_ng)
+    limits = dict(memory_limit_bytes=usage["memory"]["limit_bytes"], oom_group=usage["memory"]["oom_group"],
+                  cpu_quota_cores=usage["cpu"]["quota_cores"])
     result = dict(name=experiment.name, target=target, plan=plan, argv=argv, requested=requested(plan),
-                  status="running", reason=None, pids=[], state_dir=experiment.dir)
+                  limits=limits, status="running", reason=None, pids=[], state_dir=experiment.dir)
     if module.check_mode:
         others = busy_with_target(params["state_dir"], experiment.name, target["path"])
         if others:
@@ -505,9 +517,7 @@ def start(module, experiment, defining):
     spec = dict(name=experiment.name, fingerprint=fingerprint(defining), target=target, plan=plan, argv=argv,
                 stress_ng=stress_ng, nsenter=nsenter, ns_pid=ns_pid, proc_root=resolver.mounts.proc_root,
                 pdeathsig_exec=pdeathsig_exec(module) if ns_pid else None,
-                requested=requested(plan),
-                limits=dict(memory_limit_bytes=usage["memory"]["limit_bytes"], oom_group=usage["memory"]["oom_group"],
-                            cpu_quota_cores=usage["cpu"]["quota_cores"]))
+                requested=requested(plan), limits=limits)
     # Check and act under the target's lock: of two starts on one target, exactly one gets here first.
     with target_lock(params["state_dir"], target["path"]):
         others = busy_with_target(params["state_dir"], experiment.name, target["path"])
@@ -558,6 +568,9 @@ def present(module, experiment):
     defining = dict((key, params.get(key)) for key in DEFINING)
     if experiment.exists:
         same = experiment.spec().get("fingerprint") == fingerprint(defining)
+        if experiment.outcome() is not None and experiment.result_stored():
+            # Ended, and its whole result was kept: the name is done and is only reported again.
+            module.exit_json(changed=False, requested=experiment.spec().get("requested"), **experiment.report())
         if experiment.supervisor_lost():
             # Killed or crashed: nothing enforces the deadline, the dead-man or the guards any more. Stop what
             # it started, remove what it made and record why, before anything else.

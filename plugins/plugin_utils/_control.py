@@ -198,21 +198,19 @@ def parse_beat(raw):
 # ---------------------------------------------------------------- preflight and baseline
 
 
-def target_problem(found, selector, kind, require_limit):
-    """Why the cgroup_info answer is not one usable target, or ''."""
-    cgroups = found.get("cgroups") or []
-    if found.get("msg") and not cgroups:
-        return "target not found: %s" % found["msg"]
-    if len(cgroups) != 1:
-        return ("the target (%s) matches %d cgroups (%s); pick one with experiment_container_id"
-                % (selector, len(cgroups), ", ".join(c.get("path", "?") for c in cgroups)))
-    target = cgroups[0]
+def target_problem(check, kind, require_limit):
+    """Why the stressor's check-mode answer (``check``) names no usable target, or ''. The check resolves
+    the target itself: one module run per node finds it, reads its limits and plans the stress."""
+    if check.get("status") is None:
+        return "the target or the request was refused: %s" % (check.get("msg") or "no answer from the stressor")
+    target = check.get("target") or {}
     if target.get("kind") in ("sandbox", "pod"):
         return "the target %s is a %s, not a container; target an application container" % (
-            target["path"], target["kind"])
-    if kind == "memory" and require_limit and (target.get("memory") or {}).get("limit_bytes") is None:
+            target.get("path"), target["kind"])
+    limits = check.get("limits")
+    if kind == "memory" and require_limit and limits is not None and limits.get("memory_limit_bytes") is None:
         return ("the target %s has no memory limit, so a memory experiment cannot be sized against it "
-                "(set experiment_require_limit=false to allow absolute sizes)" % target["path"])
+                "(set experiment_require_limit=false to allow absolute sizes)" % target.get("path"))
     return ""
 
 
@@ -223,6 +221,8 @@ def plan_problem(check, node_name, interval, allow_oom, min_free_percent, replac
     status = check.get("status")
     if status is None:
         return str(check.get("msg") or "the stressor refused the request")
+    if check.get("result_stored") and not replace:
+        return ""
     if status == "running":
         return ("experiment %s is already running on this node (started by another run); stop it with the "
                 "chaosfleet.stress.rollback role or wait for its deadline" % node_name)

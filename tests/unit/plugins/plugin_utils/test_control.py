@@ -78,6 +78,9 @@ PLAN_CASES = [
     ("running", {"status": "running"}, {}, "already running on this node"),
     ("ran before", {"status": "finished", "reason": "deadline"}, {}, "already ran on this node (finished, deadline)"),
     ("ran before, replace", {"status": "finished", "plan": {}}, {"replace": True}, ""),
+    # Its whole result was kept: the name is done, and the role reports it again.
+    ("ran to completion", {"status": "finished", "reason": "deadline", "result_stored": True}, {}, ""),
+    ("ran to completion, replace", {"status": "finished", "result_stored": True, "plan": {}}, {"replace": True}, ""),
     ("headroom", {"status": "would_start", "plan": {"memory": MEMORY}}, {"min_free_percent": 40},
      "not enough headroom"),
     ("headroom, oom allowed", {"status": "would_start", "plan": {"memory": MEMORY}},
@@ -96,19 +99,27 @@ def test_plan_problem(check, options, words):
     assert (words in problem) if words else problem == ""
 
 
+def checked(kind="container", limit=5, **extra):
+    return dict({"status": "would_start", "target": {"path": "/a", "kind": kind},
+                 "limits": {"memory_limit_bytes": limit, "oom_group": False}}, **extra)
+
+
 TARGET_CASES = [
-    ("one container", {"cgroups": [{"path": "/a", "kind": "container", "memory": {"limit_bytes": 5}}]}, ""),
-    ("missing", {"msg": "no such container", "cgroups": []}, "target not found: no such container"),
-    ("two", {"cgroups": [{"path": "/a"}, {"path": "/b"}]}, "matches 2 cgroups (/a, /b)"),
-    ("pod", {"cgroups": [{"path": "/p", "kind": "pod"}]}, "is a pod, not a container"),
-    ("no limit", {"cgroups": [{"path": "/a", "kind": "container", "memory": {"limit_bytes": None}}]},
-     "has no memory limit"),
+    ("one container", checked(), "memory", ""),
+    ("refused by the stressor", {"msg": "no container matches 'abc'"},
+     "memory", "the target or the request was refused: no container matches 'abc'"),
+    ("no answer", {}, "memory", "no answer from the stressor"),
+    ("pod", checked(kind="pod"), "memory", "the target /a is a pod, not a container"),
+    ("no limit", checked(limit=None), "memory", "has no memory limit"),
+    ("no limit, cpu stress", checked(limit=None), "cpu", ""),
+    # An experiment of this name exists: its report has no limits, and the plan check decides.
+    ("existing experiment", {"status": "finished", "target": {"path": "/a", "kind": "container"}}, "memory", ""),
 ]
 
 
-@pytest.mark.parametrize("found, words", [c[1:] for c in TARGET_CASES], ids=[c[0] for c in TARGET_CASES])
-def test_target_problem(found, words):
-    problem = _control.target_problem(found, {"container_id": "a"}, "memory", True)
+@pytest.mark.parametrize("check, kind, words", [c[1:] for c in TARGET_CASES], ids=[c[0] for c in TARGET_CASES])
+def test_target_problem(check, kind, words):
+    problem = _control.target_problem(check, kind, True)
     assert (words in problem) if words else problem == ""
 
 
