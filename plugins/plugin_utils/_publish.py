@@ -154,7 +154,7 @@ def slack_message(stats=None, text=None, link=None):
             if (entry or {}).get("verdict") not in (None, "pass"):
                 notes = "; ".join(str(n) for n in (entry.get("notes") or [])[:3])
                 lines.append("- %s%s: %s%s" % (host, _k8s_label(entry.get("kubernetes")), entry.get("verdict"),
-                                                " - " + notes if notes else ""))
+                                               " - " + notes if notes else ""))
         if len(lines) > 10:
             lines = lines[:10] + ["- ... and %d more hosts" % (len(lines) - 10)]
         if lines:
