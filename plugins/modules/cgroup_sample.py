@@ -70,10 +70,7 @@ options:
         type: str
         default: 4Mi
   experiment:
-    description:
-      - Read back the experiment of this name from the node's state directory instead of sampling.
-      - With O(recovery), first sample the cgroup the experiment ran in until it recovered (or the timeout), then
-        read back; RV(recovery) has the outcome. One module run ends an experiment's node work.
+    description: Read back the experiment of this name from the node's state directory instead of sampling.
     type: str
   state_dir:
     description: The node's experiment state directory (see M(chaosfleet.stress.stressor)).
@@ -116,15 +113,6 @@ EXAMPLES = r'''
     experiment: checkout-mem
     host_label: "{{ inventory_hostname }}"
   register: recorded
-
-- name: Wait until the experiment's cgroup is back near the baseline, then read the experiment back
-  chaosfleet.stress.cgroup_sample:
-    experiment: checkout-mem
-    interval: 500ms
-    recovery:
-      baseline_working_set_bytes: "{{ baseline.results[0].summary.working_set_bytes.mean | int }}"
-      timeout: 1m
-  register: ended
 '''
 
 RETURN = r'''
@@ -157,16 +145,6 @@ experiment_result:
   description: With O(experiment), the experiment's record in the report's result format (format_version 1).
   returned: when O(experiment) is given
   type: dict
-recovery:
-  description:
-    - With O(experiment) and O(recovery), how the experiment's cgroup recovered, as in RV(results[].recovery).
-      Null without O(recovery), or when the cgroup is gone (see RV(recovery_error)).
-  returned: when O(experiment) is given
-  type: dict
-recovery_error:
-  description: Why the experiment's cgroup could not be sampled for recovery (it was removed or restarted).
-  returned: when O(experiment) is given
-  type: str
 '''
 
 from ansible.module_utils.basic import AnsibleModule
@@ -206,53 +184,34 @@ def argument_spec():
     return spec
 
 
-def read_back(module, recovery, interval):
-    """The experiment's record; with ``recovery``, first wait for the cgroup it ran in to come back."""
+def read_back(module):
     experiment = Experiment(module.params["state_dir"], module.params["experiment"])
     if not experiment.exists:
         module.fail_json(msg="no experiment %s on this node (looked in %s)" % (experiment.name, experiment.dir))
-    recovered, recovery_error = None, None
-    if recovery:
-        path = (experiment.spec().get("target") or {}).get("path")
-        try:
-            resolver = node_resolver(module.params)
-            sampled = sample_targets(resolver.resolve({"cgroup_path": path}), resolver.mounts.proc_root,
-                                     recovery["duration"], interval, recovery)
-            recovered = sampled[0]["recovery"]
-        except CgroupError as exc:
-            # The target went away (restarted, removed): there is nothing to recover, the record still counts.
-            recovery_error = str(exc)
     result = experiment_result(experiment, module.params["host_label"])
     module.exit_json(changed=False, experiment_result=result, status=result["status"], reason=result["reason"],
-                     samples=result["samples"], summary=result["summary"], oom_kills=result["oom_kills"],
-                     recovery=recovered, recovery_error=recovery_error)
-
-
-def parse_recovery(module):
-    recovery = module.params["recovery"]
-    if not recovery:
-        return None
-    if recovery["within_percent"] <= 0:
-        module.fail_json(msg="recovery.within_percent must be above 0, got %s" % recovery["within_percent"])
-    return dict(recovery, duration=parse_duration(recovery["timeout"], "recovery.timeout"),
-                tolerance_bytes=parse_size(recovery["tolerance_bytes"], None, "recovery.tolerance_bytes"))
+                     samples=result["samples"], summary=result["summary"], oom_kills=result["oom_kills"])
 
 
 def main():
     module = AnsibleModule(
         argument_spec=argument_spec(),
-        mutually_exclusive=[MODES, ["experiment", "duration"]],
+        mutually_exclusive=[MODES, ["experiment", "recovery"], ["experiment", "duration"]],
         required_one_of=[MODES],
         supports_check_mode=True,
     )
     params = module.params
     try:
-        interval = parse_duration(params["interval"], "interval", minimum=0.1)
-        recovery = parse_recovery(module)
         if params["experiment"]:
-            read_back(module, recovery, interval)
+            read_back(module)
+        interval = parse_duration(params["interval"], "interval", minimum=0.1)
+        recovery = params["recovery"]
         if recovery:
-            duration = recovery["duration"]
+            duration = parse_duration(recovery["timeout"], "recovery.timeout")
+            if recovery["within_percent"] <= 0:
+                module.fail_json(msg="recovery.within_percent must be above 0, got %s" % recovery["within_percent"])
+            recovery = dict(recovery, tolerance_bytes=parse_size(recovery["tolerance_bytes"], None,
+                                                                 "recovery.tolerance_bytes"))
         elif params["duration"]:
             duration = parse_duration(params["duration"], "duration")
         else:
