@@ -15,10 +15,22 @@ cleanup() {
 trap cleanup EXIT
 
 status=0
+logs=$(mktemp -d /tmp/cftest-logs.XXXXXX)
+failed=()
+# Each phase's output is kept so that the end of the run repeats why a phase failed: CI shows
+# only the tail of the output.
 run() {
   echo "== $*"
-  local started=$SECONDS
-  "$@" || status=1
+  local started=$SECONDS log="$logs/${#failed[@]}-$SECONDS.log" rc
+  "$@" 2>&1 | tee "$log"
+  rc=${PIPESTATUS[0]}
+  if [ "$rc" -ne 0 ]; then
+    status=1
+    failed+=("$*")
+    { echo "== failed (exit $rc): $*"
+      grep -E '^(FAILED|ERROR) |^E  |fatal: |failed: |"msg": |Assertion failed|CRITICAL' "$log" | tail -n 40
+    } >> "$logs/summary"
+  fi
   echo "== $(( SECONDS - started )) s: $*"
 }
 
@@ -41,4 +53,9 @@ if [ -n "$left" ]; then
   echo "$left"
   status=1
 fi
+if [ -s "$logs/summary" ]; then
+  echo "== why the run failed:"
+  cat "$logs/summary"
+fi
+rm -rf "$logs"
 exit $status
