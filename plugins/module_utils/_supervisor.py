@@ -29,6 +29,7 @@ from ansible_collections.chaosfleet.stress.plugins.module_utils import _state as
 from ansible_collections.chaosfleet.stress.plugins.module_utils._control import Control
 from ansible_collections.chaosfleet.stress.plugins.module_utils._oom import KernelLog, OomTracker
 from ansible_collections.chaosfleet.stress.plugins.module_utils._plan import cpu_argv, io_argv, memory_argv
+from ansible_collections.chaosfleet.stress.plugins.module_utils._prefetch import prefetch, program_files
 from ansible_collections.chaosfleet.stress.plugins.module_utils._resolve import process_comm, read_pids
 from ansible_collections.chaosfleet.stress.plugins.module_utils._usage import read_sample, reader_for
 
@@ -92,6 +93,7 @@ class Supervisor(object):
         self.libc = ctypes.CDLL(None, use_errno=True)  # loaded here, not in the forked child
         self.samples = state.SampleLog(self.path(state.SAMPLES))
         self.peak_ws = 0
+        self.launch_files = None
 
     # -- paths and records -------------------------------------------------
     def path(self, name):
@@ -144,12 +146,23 @@ class Supervisor(object):
                 handle.write("cannot attach to %s: %s" % (self.target["path"], exc))
             os._exit(111)
 
+    def read_ahead(self, command):
+        """Page in what the launch will run from this process's cgroup, so it is not charged to the target."""
+        if self.launch_files is None:
+            prefix = list(self.spec.get("pdeathsig_exec") or [])[:1]
+            self.launch_files = program_files([command[0], self.spec["stress_ng"]] + prefix)
+            missed = prefetch(self.launch_files)
+            self.event("read_ahead", files=len(self.launch_files), missed=missed)
+        else:
+            prefetch(self.launch_files)
+
     def launch(self, kind, argv, nbytes=None):
         command = list(argv)
         if self.spec.get("ns_pid"):
             # nsenter forks stress-ng into the target's PID namespace; the prefix makes it die with nsenter.
             command = [self.spec["nsenter"], "-t", str(self.spec["ns_pid"]), "-p", "--"] + \
                 list(self.spec.get("pdeathsig_exec") or []) + command
+        self.read_ahead(command)
         with open(self.path("stress.log"), "ab") as log:
             popen = subprocess.Popen(command, preexec_fn=self._attach_in_child, start_new_session=True,
                                      stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,

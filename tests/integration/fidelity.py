@@ -70,6 +70,12 @@ def steady_allowed(request):
     return max(request // 100, MI // 2)
 
 
+def file_cache(path):
+    """The page cache charged to the target's cgroup (v1 ``total_cache``, v2 ``file``)."""
+    stat = peer_stress.flat_keyed("memory", path, "memory.stat")
+    return stat["file"] if peer_stress.V2 else stat["total_cache"]
+
+
 class Sampler(object):
     """Reads the target's working set every 100 ms in a thread: (time, increase over the baseline)."""
 

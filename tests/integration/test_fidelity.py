@@ -14,7 +14,11 @@ import time
 
 import pytest
 
-from tests.integration.fidelity import MI, cpu_case, memory_case, overshoot_allowed, ramp_deviation, steady_allowed
+from ansible_collections.chaosfleet.stress.plugins.module_utils._prefetch import program_files
+from tests.integration.fidelity import MI, cpu_case, file_cache, memory_case, overshoot_allowed, ramp_deviation
+from tests.integration.fidelity import steady_allowed
+from tests.lab.peer_stress import working_set
+from tests.lab.page_cache import evict_page_cache, resident_share
 from tests.integration.lab_fixtures import lab_container
 from tests.integration.vm_fixtures import run_ansible_module, vm_lab_container, vm_lab_hostvars, vm_ssh, write_inventory
 from tests.integration.vm_fixtures import vm_node  # noqa: F401  pylint: disable=unused-import
@@ -48,6 +52,30 @@ def test_memory_holds_exactly_the_request_without_cpu(lab, state_dir, case, pod,
     assert abs(result["steady_bytes"] - request) <= steady_allowed(request), describe(result)
     assert result["oom_kills"] == 0, describe(result)
     assert result["side_cpu_cores"] <= SIDE_CPU_CORES, describe(result)
+
+
+def test_a_cold_page_cache_leaves_the_stress_programs_out_of_the_target(lab, state_dir):
+    """stress-ng and its libraries (about 30 MiB) read from disk inside the target would be charged to it.
+
+    That charge made the working set miss the request and stay above the baseline after the stop (CI: a
+    fleet node held 28.0 of 32 MiB and never recovered; a Docker container held 261.7 of 268 MiB).
+    """
+    container = lab_container(lab, "ledger")
+    path = container["cgroup_path"]
+    files = program_files(["/usr/bin/stress-ng", "/usr/bin/nsenter", "/usr/bin/setpriv"])
+    evict_page_cache(files)
+    cold = resident_share(files)
+    assert cold < 0.5, "the eviction left %.0f %% of the stress programs cached" % (cold * 100)
+    cache_before, ws_before = file_cache(path), working_set(path)
+    result = memory_case(state_dir, container, {"size": "32Mi"})
+    time.sleep(1)
+    cache_added, ws_left = file_cache(path) - cache_before, working_set(path) - ws_before
+    why = "page cache %+.1f MiB in the target, working set %+.1f MiB after the stop; %s" % (
+        cache_added / MI, ws_left / MI, describe(result))
+    print(why)
+    assert cache_added <= MI, why
+    assert abs(ws_left) <= MI, why
+    assert abs(result["steady_bytes"] - result["request_bytes"]) <= steady_allowed(result["request_bytes"]), why
 
 
 def test_ramp_follows_its_line_and_never_overshoots(lab, state_dir):

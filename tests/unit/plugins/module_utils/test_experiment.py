@@ -78,3 +78,22 @@ def test_stop_before_the_first_status_finds_the_supervisor(tmp_path):
         if supervisor.poll() is None:
             supervisor.kill()
             supervisor.wait()
+
+
+def test_the_installed_supervisor_copy_holds_every_module_it_imports():
+    """The supervisor runs from its own copy (install_supervisor): a module missing there kills it at start."""
+    import ast
+    from ansible_collections.chaosfleet.stress.plugins.module_utils import _experiment
+    installed = {module.__name__.rsplit(".", 1)[1]: module for module in _experiment.SUPERVISOR_MODULES}
+    needed, todo = set(), ["_supervisor"]
+    while todo:
+        name = todo.pop()
+        needed.add(name)
+        tree = ast.parse(installed[name].__loader__.get_source(installed[name].__name__)) if name in installed else None
+        assert tree is not None, "the supervisor needs %s, which install_supervisor does not copy" % name
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(_experiment.PACKAGE):
+                found = [node.module[len(_experiment.PACKAGE) + 1:]] if node.module != _experiment.PACKAGE else \
+                    [alias.name for alias in node.names]
+                todo += [n for n in found if n not in needed]
+    assert needed == set(installed), sorted(set(installed) ^ needed)
