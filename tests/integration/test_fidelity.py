@@ -158,6 +158,7 @@ def test_memory_holds_exactly_the_request_on_cgroup_v2(vm_node, tmp_path):  # no
         assert hosts[host].get("phase") == "holding", hosts[host]
         hold = json.loads(vm_ssh(vm_node, "python3", "-c", GUEST_SAMPLER, path, "5").stdout)
         latest = hosts[host]["latest_sample"]
+        print(vm_ssh(vm_node, "cat", "/run/chaosfleet/experiments/%s/events.jsonl" % name, check=False).stdout)
     finally:
         run_ansible_module(inventory, host, "chaosfleet.stress.stressor", {"name": name, "state": "absent"})
         sampler.join()
@@ -169,10 +170,11 @@ def test_memory_holds_exactly_the_request_on_cgroup_v2(vm_node, tmp_path):  # no
     why = "peak %+.1f MiB, steady %+.1f MiB over %.0f MiB, side CPU %.3f cores" % (
         (peak - request) / MI, (steady - request) / MI, request / MI, side_cpu)
     print(why)
-    # The emulated (TCG) v2 VM does not yet hold the v1 tolerances: measured steady -5.5 MiB (a shortfall
-    # under one stress-ng instance's overhead is not topped up) and peak +3.3 MiB for 100Mi. Issue 12 stays
-    # open for it; the v1 tests above hold the issue's tolerances.
-    assert peak <= request + max(overshoot_allowed(request), 6 * MI), why
-    assert abs(steady - request) <= max(request // 100, 6 * MI), why
+    # Before the read-ahead of stress-ng's files (a fresh VM has a cold page cache) this case held 5.5 MiB
+    # short after a peak of +3.3 MiB. The supervisor closes shortfalls down to half a MiB; the guest sampler's
+    # own baseline, read before Ansible's slow start under TCG, adds up to half a MiB more (-0.4 to -0.9 MiB
+    # measured here, -0.3 % to +0.3 % in the bench).
+    assert peak <= request + overshoot_allowed(request), why
+    assert abs(steady - request) <= steady_allowed(request) + MI // 2, why
     assert side_cpu <= SIDE_CPU_CORES, why
     assert latest["oom_kill_count"] == 0, latest
