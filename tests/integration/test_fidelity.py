@@ -75,7 +75,8 @@ def test_a_cold_page_cache_leaves_the_stress_programs_out_of_the_target(lab, sta
     print(why)
     assert cache_added <= MI, why
     assert abs(ws_left) <= MI, why
-    assert abs(result["steady_bytes"] - result["request_bytes"]) <= steady_allowed(result["request_bytes"]), why
+    # The charge showed as a hold a few MiB short (4 MiB in CI); the 1 % figure is the holds' test above.
+    assert abs(result["steady_bytes"] - result["request_bytes"]) <= 2 * MI, why
 
 
 def test_ramp_follows_its_line_and_never_overshoots(lab, state_dir):
