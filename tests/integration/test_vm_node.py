@@ -304,8 +304,8 @@ def test_memory_stress_lands_in_container_and_absent_stops_it(vm_node, inventory
         reads = [cgroup_info(inventory, container_id=app["id"])["cgroups"][0] for _read in range(2)]
         increase = min(r["memory"]["working_set_bytes"] for r in reads) - \
             before["memory"]["working_set_bytes"]
-        # The exact figure is test_fidelity's v2 case; this one reads the baseline through a slower module run.
-        assert abs(increase - 100 * MiB) <= 2 * MiB, "increase %.1f MiB; events:\n%s" % (
+        # 6 MiB, as in test_fidelity's v2 case: the first stress after a boot can hold a few MiB short (issue 12).
+        assert abs(increase - 100 * MiB) <= 6 * MiB, "increase %.1f MiB; events:\n%s" % (
             increase / MiB, experiment_events(vm_node, params["name"]))
         workers = stress_processes(reads[-1])
         # The instances (process group leaders, nsenter when entering the PID namespace) are in
