@@ -16,17 +16,16 @@ trap cleanup EXIT
 
 status=0
 logs=$(mktemp -d /tmp/cftest-logs.XXXXXX)
-failed=()
 # Each phase's output is kept so that the end of the run repeats why a phase failed: CI shows
 # only the tail of the output.
 run() {
   echo "== $*"
-  local started=$SECONDS log="$logs/${#failed[@]}-$SECONDS.log" rc
+  local started=$SECONDS log rc
+  log=$(mktemp "$logs/phase.XXXXXX")
   "$@" 2>&1 | tee "$log"
   rc=${PIPESTATUS[0]}
   if [ "$rc" -ne 0 ]; then
     status=1
-    failed+=("$*")
     { echo "== failed (exit $rc): $*"
       grep -E '^(FAILED|ERROR) |^E  |fatal: |failed: |"msg": |Assertion failed|CRITICAL' "$log" | tail -n 40
     } >> "$logs/summary"
