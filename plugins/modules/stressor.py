@@ -213,6 +213,10 @@ notes:
     not V(10 Mi)). A size must come to whole bytes (V(1.5Gi) is fine, V(1.9) is an error); a percentage of the limit
     is rounded down. A duration names each unit once, largest first (V(1h30m), not V(1h1h)).
     O(heartbeat_timeout) is at least V(3s).
+  - The target is charged for the payload and stress-ng's own small overhead only. The supervisor reads
+    stress-ng and its libraries into the page cache from its own cgroup before each launch, and stress-ng runs with
+    transparent huge pages disabled for its own processes (the application keeps its setting), so its overhead
+    is the same on every run.
 seealso:
   - module: chaosfleet.stress.cgroup_info
   - module: chaosfleet.stress.cgroup_sample

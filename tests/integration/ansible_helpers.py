@@ -78,6 +78,14 @@ def stress_pids(cgroup_path):
     return [p for p in cgroup_pids(cgroup_path) if (comm(p) or "").startswith("stress-ng") and not is_zombie(p)]
 
 
+def thp_enabled(pid):
+    """Whether the kernel may back the process with transparent huge pages (prctl PR_SET_THP_DISABLE clears it)."""
+    for line in Path("/proc/%d/status" % pid).read_text().splitlines():
+        if line.startswith("THP_enabled:"):
+            return line.split()[1] == "1"
+    raise AssertionError("no THP_enabled in /proc/%d/status (kernel older than 5.0?)" % pid)
+
+
 def wait_for(predicate, timeout, interval=0.2):
     deadline = time.time() + timeout
     while time.time() < deadline:

@@ -131,6 +131,12 @@ print(json.dumps(out))
 """
 
 
+def guest_file_cache(vm, path):
+    """The page cache charged to a guest cgroup (v2 ``file``)."""
+    stat = dict(line.split() for line in vm_ssh(vm, "cat", path + "/memory.stat").stdout.splitlines())
+    return int(stat["file"])
+
+
 def test_memory_holds_exactly_the_request_on_cgroup_v2(vm_node, tmp_path):  # noqa: F811
     """The same promises on the cgroup v2 VM, read by a sampler inside the guest every 100 ms."""
     host = "cfvm_node"
@@ -139,6 +145,7 @@ def test_memory_holds_exactly_the_request_on_cgroup_v2(vm_node, tmp_path):  # no
     app = vm_lab_container(vm_node, "hello")
     path = "/sys/fs/cgroup" + app["cgroup_path"]
     baseline = min(ws for _t, ws, _cpu in json.loads(vm_ssh(vm_node, "python3", "-c", GUEST_SAMPLER, path, "0.5").stdout))
+    cache_before = guest_file_cache(vm_node, path)
     name = "cfvm-fid-" + vm_node["name"][5:]
     params = {"name": name, "container_id": app["id"], "memory": {"size": "100Mi"}, "duration": "3m"}
     seen = {}
@@ -163,20 +170,21 @@ def test_memory_holds_exactly_the_request_on_cgroup_v2(vm_node, tmp_path):  # no
     finally:
         run_ansible_module(inventory, host, "chaosfleet.stress.stressor", {"name": name, "state": "absent"})
         sampler.join()
+    cache_added = guest_file_cache(vm_node, path) - cache_before
     request = 100 * MI
     peak = max(ws for _t, ws, _cpu in seen["all"] + hold) - baseline
     steady = sorted(ws for _t, ws, _cpu in hold)[len(hold) // 2] - baseline
     (t0, _ws, cpu0), (t1, _ws, cpu1) = hold[0], hold[-1]
     side_cpu = (cpu1 - cpu0) / (t1 - t0)
-    why = "peak %+.1f MiB, steady %+.1f MiB over %.0f MiB, side CPU %.3f cores" % (
-        (peak - request) / MI, (steady - request) / MI, request / MI, side_cpu)
+    why = "peak %+.1f MiB, steady %+.1f MiB over %.0f MiB, side CPU %.3f cores, page cache left %+.1f MiB" % (
+        (peak - request) / MI, (steady - request) / MI, request / MI, side_cpu, cache_added / MI)
     print(why)
-    # The first stress after the VM boots does not always hold the 1 %: before the read-ahead of stress-ng's
-    # files it held 5.5 MiB short after a peak of +3.3 MiB; after it, -0.4 to -0.9 MiB in four runs, but once
-    # in CI -5.8 MiB: the first instance cost 6.6 MiB of overhead against the 4.0 estimated, beyond what the
-    # top-up reserve is sized for (1.5 times), so no top-up fitted. Issue 12 stays open on that; the bench's
-    # v2 rows held -0.3 % to +0.3 %. 8 MiB leaves room over the -5.8 seen; a mis-sized hold is far outside.
+    # This is the first stress after the VM boots: every page cache is cold, and the guest's root is 9p,
+    # whose read-ahead stops under 0.5 MiB a request. Read-ahead hints alone left 4.5 MiB of stress-ng's
+    # files charged here after the stop, part of it active while the hold was sized. The guest's kernel runs THP
+    # "always": before the stressor opted out, a huge page once cost the first instance 2 MiB more (-5.8 MiB held).
+    assert cache_added <= MI, why
     assert peak <= request + overshoot_allowed(request), why
-    assert abs(steady - request) <= max(request // 100, 8 * MI), why
+    assert abs(steady - request) <= steady_allowed(request), why
     assert side_cpu <= SIDE_CPU_CORES, why
     assert latest["oom_kill_count"] == 0, latest

@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 
 from tests.integration.ansible_helpers import (
-    cgroup_pids, comm, failed, median, ok, read_int, stress_pids, wait_for, working_set,
+    cgroup_pids, comm, failed, median, ok, read_int, stress_pids, thp_enabled, wait_for, working_set,
 )
 from tests.integration.lab_fixtures import lab_container
 
@@ -70,7 +70,13 @@ def test_working_set_increase_matches_the_request(lab, state_dir, case, pod, mem
     achieved = settled_working_set(container) - baseline
     assert abs(achieved - want) <= 0.03 * want, "achieved %.1f MiB for %.1f MiB" % (achieved / MI, want / MI)
     # Every stress process is inside the target cgroup, in its PID namespace (the container's ps sees them).
-    assert stress_pids(container["cgroup_path"])
+    stressors = stress_pids(container["cgroup_path"])
+    assert stressors
+    # Small pages only for the stressor (its footprint must not jump by a huge page); the app keeps its own.
+    assert [pid for pid in stressors if thp_enabled(pid)] == []
+    leaders = start(state_dir, "size", container, memory=memory)["pids"]  # a heartbeat: nsenter included
+    app = [pid for pid in cgroup_pids(container["cgroup_path"]) if pid not in stressors + leaders]
+    assert app and all(thp_enabled(pid) for pid in app)
     stopped = ok("stressor", {"name": "size", "state": "absent", "state_dir": state_dir})
     assert stopped["changed"] is True and stopped["status"] == "stopped"
     assert wait_released(container, baseline)

@@ -304,8 +304,8 @@ def test_memory_stress_lands_in_container_and_absent_stops_it(vm_node, inventory
         reads = [cgroup_info(inventory, container_id=app["id"])["cgroups"][0] for _read in range(2)]
         increase = min(r["memory"]["working_set_bytes"] for r in reads) - \
             before["memory"]["working_set_bytes"]
-        # 6 MiB, as in test_fidelity's v2 case: the first stress after a boot can hold a few MiB short (issue 12).
-        assert abs(increase - 100 * MiB) <= 6 * MiB, "increase %.1f MiB; events:\n%s" % (
+        # test_fidelity's v2 case holds the level to 1 %; this one reads its baseline once, through the module.
+        assert abs(increase - 100 * MiB) <= 2 * MiB, "increase %.1f MiB; events:\n%s" % (
             increase / MiB, experiment_events(vm_node, params["name"]))
         workers = stress_processes(reads[-1])
         # The instances (process group leaders, nsenter when entering the PID namespace) are in
@@ -314,6 +314,9 @@ def test_memory_stress_lands_in_container_and_absent_stops_it(vm_node, inventory
         # The worker holding the memory is the OOM killer's first choice. (stress-ng sets
         # -1000 on its own parent and per-stressor keeper processes, which hold almost nothing.)
         assert any(p["comm"] == "stress-ng-vm" and p["oom_score_adj"] == 1000 for p in workers), workers
+        # The guest's kernel runs THP "always"; the stressor opts out so its footprint does not vary by huge pages.
+        thp = vm_ssh(vm_node, "grep", "-h", "^THP_enabled", *["/proc/%d/status" % p["pid"] for p in workers]).stdout
+        assert thp.split()[1::2] == ["0"] * len(workers), thp
     finally:
         stopped = stressor(inventory, name=params["name"], state="absent")
     assert (stopped["status"], stopped["reason"], stopped["pids"]) == ("stopped", "stop", [])

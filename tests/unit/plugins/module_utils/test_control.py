@@ -237,9 +237,10 @@ def test_settling(case, seen, expected):
 TOPUP = [
     # (case, plan memory, top-ups already made, increase seen, expected launch bytes or None (holding))
     ("overhead as estimated: one top-up closes the reserve", {}, 0, FIRST + O1, RESERVE - O1),
-    ("overhead 1.4 times the estimate: the top-up pays 1.4 times", {}, 0, FIRST + int(1.4 * O1),
-     RESERVE + O1 - 2 * int(1.4 * O1)),
-    ("overhead half the estimate: a larger top-up", {}, 0, FIRST + O1 // 2, RESERVE + O1 // 2 - O1 // 2),
+    # The top-up's own overhead is taken halfway between the estimate and what the instances cost.
+    ("overhead 1.4 times the estimate: the top-up pays 1.2 times", {}, 0, FIRST + int(1.4 * O1),
+     RESERVE + O1 - int(1.4 * O1) - int(1.2 * O1)),
+    ("overhead half the estimate: a larger top-up", {}, 0, FIRST + O1 // 2, RESERVE + O1 // 2 - int(0.75 * O1)),
     ("within half a percent: hold", {}, 0, 200 * MI - MI, None),
     ("short, but not by more than a top-up's own overhead: hold", {}, 0, FIRST + 2 * O1, None),
     ("pages missing (not resident): the estimate stands, capped at half the request", {}, 0, 10 * MI, 100 * MI),
