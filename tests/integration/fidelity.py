@@ -104,7 +104,8 @@ def memory_case(state_dir, container, memory, name=None, hold_seconds=3.0, cpu_w
                 **params):
     """Run one memory experiment to its hold and measure it; always stops it.
 
-    ``inspect()`` runs while it holds (to see where the stress processes are), before it stops.
+    ``inspect()`` runs while it holds (to see where the stress processes are), after the sampling and
+    before the stop.
     """
     path = container["cgroup_path"]
     name = name or "fid-%d" % int(time.time() * 1000)
@@ -127,10 +128,10 @@ def memory_case(state_dir, container, memory, name=None, hold_seconds=3.0, cpu_w
             cpu_before = cpu_seconds(path)
             time.sleep(max(hold_seconds, cpu_window))
             result["side_cpu_cores"] = (cpu_seconds(path) - cpu_before) / (time.time() - held_at)
-            if inspect:
-                inspect()
         result["samples"] = sampler.points
         result["hold_samples"] = [v for t, v in sampler.points if t >= held_at]
+        if inspect:
+            inspect()  # after sampling: an engine's exec (runc init, ps) is charged to the target meanwhile
     finally:
         stopped = RUNNER["module"]("stressor", {"name": name, "state": "absent", "state_dir": state_dir})
     result["stopped"] = stopped["status"]
