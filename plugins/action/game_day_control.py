@@ -18,6 +18,8 @@ from ansible_collections.chaosfleet.stress.plugins.plugin_utils import _game_day
 from ansible_collections.chaosfleet.stress.plugins.plugin_utils._report import ReportError, write_game_day
 
 K8S_CONNECTION = ("kubeconfig", "context", "host", "api_key", "ca_cert", "validate_certs")
+# How the picked nodes are reached (k8s_node_access) and where their agents run: the play's k8s_* variables.
+K8S_ACCESS = ("node_access", "agent_namespace", "agent_labels", "agent_container")
 ARGUMENT_SPEC = dict(
     step=dict(type="str", required=True, choices=["check", "vars", "gate", "summary"]),
     role_defaults=dict(type="dict", default={}),
@@ -69,17 +71,18 @@ class ActionModule(ActionBase):
             return value
 
     def _select(self, spec, args, task_vars):
-        """{experiment name: k8s_targets' by_node} for the experiments with a ``k8s`` selector, picked now
-        (containers change whenever a pod restarts). The API connection comes from the k8s_* variables
-        (k8s_kubeconfig, k8s_host, k8s_api_key, ...) or the K8S_AUTH_* environment, as for k8s_pod_stress."""
-        selected, problems = {}, []
+        """({experiment name: k8s_targets' by_node}, {node: agent}) for the experiments with a ``k8s`` selector,
+        picked now (containers change whenever a pod restarts). The API connection comes from the k8s_*
+        variables (k8s_kubeconfig, k8s_host, k8s_api_key, ...) or the K8S_AUTH_* environment, and the node
+        access from k8s_node_access and k8s_agent_*, as for k8s_pod_stress."""
+        selected, agents, problems = {}, {}, []
         for experiment in (e for batch in _game_day.batches_of(spec) for e in batch if isinstance(e, dict)):
             if not isinstance(experiment.get("k8s"), dict):
                 continue
             options = dict(self._try(experiment["k8s"]))
             options.setdefault("mode", "all")
             options["allow_empty"] = True
-            for key in K8S_CONNECTION:
+            for key in K8S_CONNECTION + K8S_ACCESS:
                 if task_vars.get("k8s_" + key) is not None:
                     options.setdefault(key, self._templar.template(task_vars["k8s_" + key]))
             answer = self._execute_module(module_name="chaosfleet.stress.k8s_targets", module_args=options,
@@ -87,9 +90,10 @@ class ActionModule(ActionBase):
             if answer.get("failed"):
                 problems.append("%s: k8s selector: %s" % (experiment.get("name"), answer.get("msg")))
             selected[experiment.get("name")] = answer.get("by_node") or {}
+            agents.update(answer.get("agents") or {})
         if problems:
             raise AnsibleActionFail("game day spec %s: %s" % (args["label"], "; ".join(problems)))
-        return selected
+        return selected, agents
 
     def _check(self, args, task_vars):
         lookup = self._shared_loader_obj.lookup_loader.get(
@@ -100,8 +104,8 @@ class ActionModule(ActionBase):
 
         known = set(k[len("experiment_"):] for k in args["role_defaults"] if k.startswith("experiment_"))
         spec = self._spec(task_vars)
-        selected = self._select(spec, args, task_vars)
-        out = _game_day.check(spec, known, resolve, selected, task_vars["groups"]["all"])
+        selected, agents = self._select(spec, args, task_vars)
+        out = _game_day.check(spec, known, resolve, selected, task_vars["groups"]["all"], agents)
         if out["errors"]:
             raise AnsibleActionFail("game day spec %s: %s" % (args["label"], "; ".join(out["errors"])))
         # The gate and the report directory may use variables too (extra vars of the job template).

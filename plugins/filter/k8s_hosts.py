@@ -46,6 +46,26 @@ options:
   group:
     description: A group to put every added host in, with RV(_value.add_host).
     type: str
+  access:
+    description:
+      - How to reach the nodes, with O(hostvars). V(ssh) connects to the node as today. V(agent) runs every
+        command in the node's agent pod with C(kubernetes.core.kubectl) (the node's SSH settings do not apply).
+      - An inventory node's own C(k8s_node_access) host var (V(ssh) or V(agent)) beats this, so one run may mix both.
+      - A node to reach through its agent that has no ready agent in O(agents), or a controller without
+        C(kubectl), is an error that names the nodes; nothing is added.
+    type: str
+    choices: [ssh, agent]
+    default: ssh
+  agents:
+    description: RV(chaosfleet.stress.k8s_targets#module:agents), from k8s_targets run with C(node_access=agent).
+    type: dict
+  kubectl:
+    description:
+      - The Kubernetes connection for agent hosts, with the collection's auth option names (C(kubeconfig),
+        C(context), C(host), C(api_key), C(username), C(password), C(client_cert), C(client_key), C(ca_cert),
+        C(validate_certs)); they become the C(ansible_kubectl_*) variables of C(kubernetes.core.kubectl).
+      - Secrets become host variables; add the hosts with C(no_log).
+    type: dict
 '''
 
 EXAMPLES = r'''
@@ -93,6 +113,9 @@ _value:
           container gets every connection variable its node has, with C(ansible_host) defaulting to the node's
           name; a node outside the inventory gets C(ansible_host) set to its InternalIP and nothing else.
       type: dict
+    access:
+      description: With O(hostvars) only. V(ssh) or V(agent), how this host is reached.
+      type: str
 '''
 
 from ansible.errors import AnsibleFilterError
@@ -102,10 +125,11 @@ from ansible_collections.chaosfleet.stress.plugins.plugin_utils._k8s_hosts impor
 )
 
 
-def k8s_hosts(by_node, inventory_hosts=None, limit=None, hostvars=None, group=None):
+def k8s_hosts(by_node, inventory_hosts=None, limit=None, hostvars=None, group=None, access="ssh", agents=None,
+              kubectl=None):
     try:
         entries = by_node if isinstance(by_node, list) else plan_hosts(by_node, inventory_hosts or [], limit)
-        return entries if hostvars is None else with_add_host(entries, hostvars, group)
+        return entries if hostvars is None else with_add_host(entries, hostvars, group, access, agents, kubectl)
     except K8sHostsError as exc:
         raise AnsibleFilterError(str(exc))
 

@@ -266,7 +266,8 @@ class K8sReader:
         self.timeout = timeout
         self.secrets = _secret_values(params, configuration)
         self.calls = []
-        self.core = k8s_client.CoreV1Api(k8s_client.ApiClient(configuration))
+        self.api_client = k8s_client.ApiClient(configuration)
+        self.core = k8s_client.CoreV1Api(self.api_client)
 
     def _get(self, what, method, *args, **kwargs):
         self.calls.append(what)
@@ -320,3 +321,25 @@ class K8sReader:
 
     def read_node(self, name):
         return self._get("reading node %s" % name, self.core.read_node, name)
+
+    def exec_denied(self, namespace):
+        """None when this user may create pods/exec in ``namespace``, else the API's reason.
+
+        A SelfSubjectAccessReview asks before anything starts; an API that cannot answer it (404) is
+        taken as allowing, and the exec itself then reports a refusal.
+        """
+        body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                "spec": {"resourceAttributes": {"namespace": namespace, "verb": "create", "resource": "pods",
+                                                "subresource": "exec"}}}
+        what = "asking whether pods/exec may be created in namespace %s" % namespace
+        api = k8s_client.AuthorizationV1Api(self.api_client)
+        try:
+            review = self._get(what, api.create_self_subject_access_review, body)
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        status = review.get("status") or {}
+        if status.get("allowed"):
+            return None
+        return status.get("reason") or "not allowed"

@@ -25,6 +25,11 @@ PHASES = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
 DEFAULT_PROTECTED = ("kube-system",)
 # Up to this many target nodes are read one by one; more are read with one list call.
 NODE_GET_LIMIT = 20
+# Where the node agent runs (roles/agent); the k8s_targets options of the same names override these.
+NODE_ACCESS = ("ssh", "agent")
+AGENT_DEFAULTS = {"namespace": "chaosfleet-agent", "labels": {"app.kubernetes.io/name": "chaosfleet-agent"},
+                  "container": "agent"}
+_DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 # Selector operators as users write them (Chaos Mesh / LabelSelectorRequirement spelling).
 _OPERATORS = {"in": "in", "notin": "notin", "exists": "exists", "doesnotexist": "!"}
@@ -452,7 +457,75 @@ def parse_options(params):
         "value": mode_value(mode, params.get("value")),
         # Read as text so that 42 and "42" pick alike; None keeps the pick unseeded.
         "seed": None if params.get("seed") is None else str(params["seed"]),
+        "agent": agent_options(params),
     }
+
+
+def agent_options(params):
+    """The agent to look up ({namespace, selector, container}), or None for SSH access."""
+    access = params.get("node_access") or "ssh"
+    if access not in NODE_ACCESS:
+        raise SelectionError("node_access must be one of %s, got %r" % (", ".join(NODE_ACCESS), access))
+    if access == "ssh":
+        return None
+    agent = dict(AGENT_DEFAULTS)
+    for key in agent:
+        value = params.get("agent_" + key)
+        if value not in (None, "", {}):
+            agent[key] = value
+    if not isinstance(agent["namespace"], str) or not _DNS_LABEL_RE.match(agent["namespace"]):
+        raise SelectionError("agent_namespace %r is not a namespace name" % (agent["namespace"],))
+    if not isinstance(agent["labels"], dict):
+        raise SelectionError("agent_labels must be a dict of label: value, got %s" % type(agent["labels"]).__name__)
+    agent["selector"] = requirements_string(parse_requirements(agent["labels"], "agent_labels"))
+    return agent
+
+
+def pod_ready(pod):
+    """Running, with the Ready condition true (what kubectl exec and a rollout wait for)."""
+    status = pod.get("status") or {}
+    if status.get("phase") != "Running" or (pod.get("metadata") or {}).get("deletionTimestamp"):
+        return False
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+
+
+def agents_by_node(agent_pods, nodes, container):
+    """{node: {namespace, pod, container, ready, problem}} for each of ``nodes``.
+
+    A node's agent is its Ready pod (the newest when a rollout briefly runs two); without one, the entry
+    says why, so a play can name every node it cannot reach before anything starts.
+    """
+    on_node = {}
+    for pod in agent_pods:
+        node = (pod.get("spec") or {}).get("nodeName")
+        if node in nodes:
+            on_node.setdefault(node, []).append(pod)
+    out = {}
+    for node in sorted(nodes):
+        pods = sorted(on_node.get(node, []), key=lambda p: (pod_ready(p), p["metadata"].get("creationTimestamp") or ""),
+                      reverse=True)
+        if not pods:
+            out[node] = {"namespace": None, "pod": None, "container": container, "ready": False,
+                         "problem": "no agent pod on this node"}
+            continue
+        best = pods[0]
+        names = [c.get("name") for c in (best.get("spec") or {}).get("containers") or []]
+        entry = {"namespace": best["metadata"].get("namespace"), "pod": best["metadata"].get("name"),
+                 "container": container, "ready": pod_ready(best), "problem": None}
+        if container not in names:
+            entry.update(ready=False, problem="agent pod %s has no container %r (it has %s)"
+                         % (entry["pod"], container, ", ".join(names) or "none"))
+        elif not entry["ready"]:
+            entry["problem"] = "agent pod %s is %s, not Ready" % (
+                entry["pod"], (best.get("status") or {}).get("phase") or "in no phase")
+        out[node] = entry
+    return out
+
+
+def agent_problems(agents):
+    """One line naming each node whose agent cannot take an exec, or an empty string."""
+    return "; ".join("%s: %s" % (node, info["problem"]) for node, info in sorted(agents.items())
+                     if not info["ready"])
 
 
 def describe(criteria):
@@ -641,8 +714,24 @@ def resolve(criteria, api):
         "drawn_percent": percent if criteria["mode"] == "random-max-percent" else None,
         "selected": len(targets),
     }
-    return {"targets": targets, "by_node": group_by_node(targets), "skipped": skipped,
-            "searched": searched, "warnings": warnings}
+    result = {"targets": targets, "by_node": group_by_node(targets), "skipped": skipped,
+              "searched": searched, "warnings": warnings}
+    if criteria.get("agent"):
+        result["agents"] = find_agents(api, criteria["agent"], sorted(result["by_node"]))
+    return result
+
+
+def find_agents(api, agent, nodes):
+    """The picked nodes' agents: one permission check and one pod list in the agent's namespace."""
+    if not nodes:
+        return {}
+    denied = api.exec_denied(agent["namespace"])
+    if denied:
+        raise ApiError("node_access=agent needs the right to create pods/exec in namespace %s, and this API user "
+                       "lacks it (%s); nothing was started. Grant it with the Role in "
+                       "docs/examples/rbac-agent-operator.yml" % (agent["namespace"], denied), 403)
+    pods = api.list_pods(agent["namespace"], agent["selector"], "")
+    return agents_by_node(pods, set(nodes), agent["container"])
 
 
 def _node_addresses(api, picked, node_objs, warnings):

@@ -151,6 +151,28 @@ options:
       - Seconds to wait for each API call.
     type: float
     default: 30
+  node_access:
+    description:
+      - How the playbooks will reach the picked nodes.
+      - V(ssh) (the default) looks up nothing more.
+      - V(agent) also finds each picked node's chaosfleet agent pod (deployed with the C(chaosfleet.stress.agent)
+        playbook) and returns it in RV(agents). First it asks the API (a C(SelfSubjectAccessReview)) whether this
+        user may create C(pods/exec) in O(agent_namespace); when not, the module fails and nothing starts.
+    type: str
+    choices: [ssh, agent]
+    default: ssh
+  agent_namespace:
+    description: The namespace of the agent DaemonSet, with O(node_access=agent).
+    type: str
+    default: chaosfleet-agent
+  agent_labels:
+    description: The labels that pick the agent's pods in O(agent_namespace), with O(node_access=agent).
+    type: dict
+    default: {app.kubernetes.io/name: chaosfleet-agent}
+  agent_container:
+    description: The agent pod's container that commands run in, with O(node_access=agent).
+    type: str
+    default: agent
 notes:
   - 'Run it on the controller, for example in a play on C(localhost) or with C(delegate_to: localhost).'
   - The result does not change anything, so it reports C(changed=false), in check mode too.
@@ -317,6 +339,21 @@ by_node:
           qos_class: Burstable
           container_ids: [4c01db0b339c2e5b0f9a8e2d1c6b7a8f9e0d1c2b3a4f5e6d7c8b9a0f1e2d3c4b]
           containers: [app]
+agents:
+  description:
+    - With O(node_access=agent), each picked node's agent pod, keyed by node name. C(ready) is true when the pod
+      runs and is Ready; otherwise C(problem) says why (no agent pod on the node, not Ready, no such container).
+    - The M(chaosfleet.stress.k8s_hosts) filter turns these into C(kubernetes.core.kubectl) connections, and names
+      every node whose agent is not ready before anything starts.
+  returned: success, with O(node_access=agent)
+  type: dict
+  sample:
+    node1:
+      namespace: chaosfleet-agent
+      pod: chaosfleet-agent-x7k2p
+      container: agent
+      ready: true
+      problem: null
 skipped:
   description: Containers of matching pods that cannot be targets, because they have not started or do not run.
   returned: success
@@ -385,7 +422,7 @@ from ansible_collections.chaosfleet.stress.plugins.module_utils._k8s_client impo
     AUTH_ARG_SPEC, AUTH_REQUIRED_TOGETHER, HAS_KUBERNETES, KUBERNETES_IMPORT_ERROR, AuthError, K8sReader,
     build_configuration, hide_kubeconfig, scrub)
 from ansible_collections.chaosfleet.stress.plugins.module_utils._k8s_select import (
-    DEFAULT_PROTECTED, MODES, PHASES, ApiError, SelectionError, funnel_text, parse_options, resolve)
+    AGENT_DEFAULTS, DEFAULT_PROTECTED, MODES, NODE_ACCESS, PHASES, ApiError, SelectionError, funnel_text, parse_options, resolve)
 
 
 def main():
@@ -407,6 +444,10 @@ def main():
         protected_namespaces=dict(type="list", elements="str", default=list(DEFAULT_PROTECTED)),
         allow_protected_namespaces=dict(type="bool", default=False),
         request_timeout=dict(type="float", default=30),
+        node_access=dict(type="str", choices=list(NODE_ACCESS), default="ssh"),
+        agent_namespace=dict(type="str", default=AGENT_DEFAULTS["namespace"]),
+        agent_labels=dict(type="dict", default=dict(AGENT_DEFAULTS["labels"])),
+        agent_container=dict(type="str", default=AGENT_DEFAULTS["container"]),
     )
     argument_spec.update(AUTH_ARG_SPEC)
     module = AnsibleModule(

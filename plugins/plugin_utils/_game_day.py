@@ -46,22 +46,24 @@ def k8s_hosts_of(experiment, selected, inventory, resolve):
     return planned, (skipped_hosts(selected, limit) if limit is not None else [])
 
 
-def check(spec, known, resolve, selected=None, inventory=()):
+def check(spec, known, resolve, selected=None, inventory=(), agents=None):
     """Everything wrong with ``spec`` (a list of one-line problems) and the plan.
 
     ``known``: the experiment role's settings without the experiment_ prefix;
     ``resolve(pattern)``: the inventory hosts of a pattern; ``selected``: {experiment name:
     k8s_targets' by_node} for experiments with a ``k8s`` selector; ``inventory``: every
     inventory host. Returns {errors, plan: [[name, ...], ...], hosts: {name: [host, ...]},
-    targets: {name: {host: role variables}}, skipped: {name: [host, ...]}, add_hosts: [...]}
-    where add_hosts are the picked hosts the inventory does not have as such.
+    targets: {name: {host: role variables}}, skipped: {name: [host, ...]}, add_hosts: [...], agents}
+    where add_hosts are the picked hosts the inventory does not have as such, and those with an agent in
+    ``agents`` (k8s_targets' agents, k8s_node_access=agent): their connection changes to kubectl.
     """
+    agents = agents or {}
     errors, seen, hosts = [], [], {}
     targets, skipped, add_hosts = {}, {}, []
     selected = selected or {}
     if not isinstance(spec, dict):
         return {"errors": ["the spec must be a mapping"], "plan": [], "hosts": {}, "targets": {}, "skipped": {},
-                "add_hosts": []}
+                "add_hosts": [], "agents": agents}
     batches = batches_of(spec)
     if not SPEC_NAME_RE.match(str(spec.get("name") or "")):
         errors.append("the spec needs a name (letters, digits, . _ -)")
@@ -99,7 +101,8 @@ def check(spec, known, resolve, selected=None, inventory=()):
                         "experiment_instance_suffix": entry["suffix"],
                         "experiment_k8s_target": entry["kubernetes"]}) for entry in planned)
                     add_hosts.extend(entry for entry in planned
-                                     if not entry["in_inventory"] or entry["name"] != entry["node"])
+                                     if not entry["in_inventory"] or entry["name"] != entry["node"]
+                                     or entry["node"] in agents)
                     if not found:
                         errors.append("%s: the Kubernetes selector picked no running container%s" % (
                             label, " on hosts '%s'" % experiment["hosts"] if experiment.get("hosts") else ""))
@@ -115,7 +118,7 @@ def check(spec, known, resolve, selected=None, inventory=()):
             hosts[label] = found
     plan = [[e.get("name") for e in batch] for batch in batches]
     return {"errors": errors, "plan": plan, "hosts": hosts, "targets": targets, "skipped": skipped,
-            "add_hosts": add_hosts}
+            "add_hosts": add_hosts, "agents": agents}
 
 
 def settings(spec):

@@ -15,6 +15,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
+import shutil
+
 SPLIT = "--"
 
 # What a host split per container copies from its node: how to reach it and become root there.
@@ -34,6 +37,19 @@ CONNECTION_VARS = (
     "ansible_become_pass", "ansible_become_flags", "ansible_become_exe",
 )
 ENTRY_KEYS = ("name", "node", "in_inventory", "node_ip", "container_id", "suffix", "kubernetes")
+# A node's own host var that overrides the play's k8s_node_access (a mix of SSH and agent nodes).
+ACCESS_VAR = "k8s_node_access"
+# The collection's Kubernetes auth options -> the kubernetes.core.kubectl connection's variables.
+KUBECTL_VARS = (
+    ("kubeconfig", "ansible_kubectl_kubeconfig"), ("context", "ansible_kubectl_context"),
+    ("host", "ansible_kubectl_host"), ("api_key", "ansible_kubectl_token"),
+    ("username", "ansible_kubectl_username"), ("password", "ansible_kubectl_password"),
+    ("client_cert", "ansible_kubectl_cert_file"), ("client_key", "ansible_kubectl_key_file"),
+    ("ca_cert", "ansible_kubectl_ssl_ca_cert"), ("validate_certs", "ansible_kubectl_verify_ssl"),
+)
+# Inside the agent pod: the image's Python, and the host's cgroupfs where the DaemonSet mounts it.
+AGENT_PYTHON = "/usr/bin/python3"
+AGENT_SYS_ROOT = "/host"
 
 
 class K8sHostsError(ValueError):
@@ -125,11 +141,49 @@ def add_host_args(entry, node_vars=None, group=None):
     return args
 
 
-def with_add_host(entries, hostvars, group=None):
-    """Each planned entry with ``add_host``: the add_host arguments for it (see add_host_args)."""
+def agent_host_args(entry, agent, node_vars=None, group=None, kubectl=None):
+    """add_host arguments that reach ``entry``'s node through its agent pod with kubectl exec.
+
+    The node's SSH settings do not apply; the node's groups still do (for their group_vars). The
+    connection's secrets (token, password, a kubeconfig dict) become host vars: add_host runs with no_log.
+    """
+    args = {"name": entry["name"], "groups": [group] if group else [],
+            "experiment_container_id": entry["container_id"], "experiment_instance_suffix": entry["suffix"],
+            "experiment_k8s_target": entry["kubernetes"], ACCESS_VAR: "agent",
+            "ansible_connection": "kubernetes.core.kubectl", "ansible_kubectl_namespace": agent["namespace"],
+            "ansible_kubectl_pod": agent["pod"], "ansible_kubectl_container": agent["container"],
+            "ansible_python_interpreter": AGENT_PYTHON, "ansible_become": False,
+            "k8s_node_sys_root": AGENT_SYS_ROOT}
+    if node_vars is not None:
+        args["groups"] += [g for g in (_defined(node_vars, "group_names") or []) if g not in args["groups"]]
+    for option, var in KUBECTL_VARS:
+        value = (kubectl or {}).get(option)
+        if value not in (None, ""):
+            # kubectl runs without a shell, so a "~/.kube/config" path is expanded here.
+            args[var] = os.path.expanduser(value) if option == "kubeconfig" and isinstance(value, str) else value
+    return args
+
+
+def node_access(entry, node_vars, default):
+    """ssh or agent for this entry: the node's own k8s_node_access host var beats the play's."""
+    own = _defined(node_vars, ACCESS_VAR) if node_vars is not None else None
+    access = own or default or "ssh"
+    if access not in ("ssh", "agent"):
+        raise K8sHostsError("k8s_node_access must be ssh or agent, got %r%s"
+                            % (access, " (host var of %s)" % entry["node"] if own else ""))
+    return access
+
+
+def with_add_host(entries, hostvars, group=None, access="ssh", agents=None, kubectl=None, which=shutil.which):
+    """Each planned entry with ``add_host``: the add_host arguments for it (see add_host_args).
+
+    With agent access (the play's ``access``, or a node's own k8s_node_access), the node must have a ready
+    agent in ``agents`` (k8s_targets' RV(agents)) and the controller needs kubectl: otherwise this raises,
+    naming every such node, so the play stops before anything starts.
+    """
     if not isinstance(entries, list) or not all(isinstance(e, dict) and set(ENTRY_KEYS) <= set(e) for e in entries):
         raise K8sHostsError("k8s_hosts with hostvars needs by_node or the list of hosts k8s_hosts planned")
-    out = []
+    out, unready = [], []
     for entry in entries:
         node_vars = None
         if entry["in_inventory"]:
@@ -139,5 +193,22 @@ def with_add_host(entries, hostvars, group=None):
                 node_vars = None
             if _undefined(node_vars):
                 node_vars = None
-        out.append(dict(entry, add_host=add_host_args(entry, node_vars, group)))
+        if node_access(entry, node_vars, access) == "agent":
+            agent = (agents or {}).get(entry["node"])
+            if not agent or not agent.get("ready"):
+                unready.append("%s (%s)" % (entry["node"], (agent or {}).get("problem") or
+                                            "no agent looked up: run k8s_targets with node_access=agent"))
+                continue
+            out.append(dict(entry, access="agent", add_host=agent_host_args(entry, agent, node_vars, group, kubectl)))
+        else:
+            out.append(dict(entry, access="ssh", add_host=add_host_args(entry, node_vars, group)))
+    if unready:
+        raise K8sHostsError("no ready chaosfleet agent on %s; nothing was started. Deploy the agent with the "
+                            "chaosfleet.stress.agent playbook, or reach these nodes with k8s_node_access: ssh"
+                            % ", ".join(sorted(set(unready))))
+    if any(e["access"] == "agent" for e in out) and not which("kubectl"):
+        raise K8sHostsError("k8s_node_access: agent runs kubectl on the controller, and kubectl is not on its PATH "
+                            "(%s); install kubectl 1.30 or later there (the execution environment in "
+                            "meta/execution-environment.yml has it); nothing was started"
+                            % os.environ.get("PATH", ""))
     return out

@@ -583,3 +583,80 @@ def test_resolve_random_zero_draw_warns():
     assert result["targets"] == [] and result["searched"]["candidates"] == 3
     assert result["searched"]["drawn_percent"] == 0
     assert any("drew 0%" in w for w in result["warnings"])
+
+
+# ---------------------------------------------------------------- node agents (node_access=agent)
+
+def agent_pod(name, node, ready=True, phase="Running", container="agent", created="2026-12-01T00:00:00Z"):
+    p = pod(name, "chaosfleet-agent", node, phase=phase, labels={"app.kubernetes.io/name": "chaosfleet-agent"},
+            containers=[{"name": container, "container_id": "docker://" + "cd" * 32, "ready": ready}])
+    p["metadata"]["creationTimestamp"] = created
+    return p
+
+
+@pytest.mark.parametrize("pods, expected", [
+    ([agent_pod("a1", "n1")], {"ready": True, "pod": "a1", "problem": None}),
+    ([], {"ready": False, "pod": None, "problem": "no agent pod on this node"}),
+    ([agent_pod("a1", "n2")], {"ready": False, "pod": None, "problem": "no agent pod on this node"}),
+    ([agent_pod("a1", "n1", ready=False)], {"ready": False, "pod": "a1", "problem": "agent pod a1 is Running, not Ready"}),
+    ([agent_pod("a1", "n1", phase="Pending")], {"ready": False, "pod": "a1",
+                                                "problem": "agent pod a1 is Pending, not Ready"}),
+    ([agent_pod("a1", "n1", container="main")],
+     {"ready": False, "pod": "a1", "problem": "agent pod a1 has no container 'agent' (it has main)"}),
+    # a rollout: the Ready pod wins over a newer one that is not ready yet, the newest Ready one over an older
+    ([agent_pod("old", "n1", created="2026-12-01T00:00:00Z"),
+      agent_pod("new", "n1", ready=False, created="2026-12-02T00:00:00Z")], {"ready": True, "pod": "old"}),
+    ([agent_pod("old", "n1", created="2026-12-01T00:00:00Z"),
+      agent_pod("new", "n1", created="2026-12-02T00:00:00Z")], {"ready": True, "pod": "new"}),
+])
+def test_agents_by_node(pods, expected):
+    got = sel.agents_by_node(pods, {"n1"}, "agent")["n1"]
+    assert dict((k, got[k]) for k in expected) == expected
+
+
+def test_a_pod_being_deleted_is_no_ready_agent():
+    p = agent_pod("a1", "n1")
+    p["metadata"]["deletionTimestamp"] = "2026-12-02T00:00:00Z"
+    assert sel.agents_by_node([p], {"n1"}, "agent")["n1"]["ready"] is False
+
+
+@pytest.mark.parametrize("params, message", [
+    ({"node_access": "telnet"}, "node_access must be one of ssh, agent"),
+    ({"node_access": "agent", "agent_namespace": "Bad_NS"}, "agent_namespace 'Bad_NS' is not a namespace name"),
+    ({"node_access": "agent", "agent_labels": ["x"]}, "agent_labels must be a dict"),
+    ({"node_access": "agent", "agent_labels": {"app": "bad value!"}}, "agent_labels: value 'bad value!'"),
+])
+def test_agent_options_rejects(params, message):
+    with pytest.raises(SelectionError, match=message.replace("(", r"\(")):
+        options(**params)
+
+
+class AgentApi(FakeApi):
+    def __init__(self, pods, denied=None):
+        super().__init__(pods)
+        self.denied = denied
+
+    def exec_denied(self, namespace):
+        self.calls.append(("exec?", namespace))
+        return self.denied
+
+
+def test_resolve_with_agent_access_asks_for_pods_exec_then_lists_the_agents_once():
+    pods = [pod("web-1", "shop", "n1"), pod("web-2", "shop", "n2"), agent_pod("a1", "n1"), agent_pod("a3", "n3")]
+    api = AgentApi(pods)
+    result = sel.resolve(options(namespaces=["shop"], node_access="agent"), api)
+    assert [c for c in api.calls if c[0] != "node"] == [
+        ("pods", "shop", "", ""), ("exec?", "chaosfleet-agent"),
+        ("pods", "chaosfleet-agent", "app.kubernetes.io/name=chaosfleet-agent", "")]
+    assert sorted(result["agents"]) == ["n1", "n2"]  # only the picked nodes
+    assert result["agents"]["n1"]["ready"] and not result["agents"]["n2"]["ready"]
+    assert "agents" not in sel.resolve(options(namespaces=["shop"]), FakeApi(pods))
+
+
+def test_resolve_without_the_right_to_exec_fails_before_anything_starts():
+    api = AgentApi([pod("web-1", "shop", "n1")], denied='RBAC: no rule grants "create" on pods/exec')
+    with pytest.raises(ApiError, match="needs the right to create pods/exec in namespace chaosfleet-agent.*"
+                                       "nothing was started") as caught:
+        sel.resolve(options(namespaces=["shop"], node_access="agent"), api)
+    assert caught.value.status == 403
+    assert not any(c[1] == "chaosfleet-agent" and c[0] == "pods" for c in api.calls)

@@ -158,6 +158,16 @@ def test_check_plans_hosts_from_a_kubernetes_selector(selected, hosts, skipped, 
     assert "experiment_k8s" not in mine["vars"] and mine["vars"]["experiment_k8s_target"]["pod"].startswith("web-")
 
 
+def test_inventory_nodes_reached_through_their_agent_are_added_again_with_the_agents():
+    """With k8s_node_access=agent an inventory node that is its own host changes its connection, so it is added too."""
+    agents = {"node1": {"namespace": "chaosfleet-agent", "pod": "agent-1", "container": "agent", "ready": True,
+                        "problem": None}}
+    selected = _by_node(node1=[("web-1", A)], node2=[("web-2", B)])
+    out = _game_day.check(K8S_SPEC, KNOWN, resolve, {"mem": selected}, ["node1", "node2", "node3"], agents)
+    assert out["errors"] == [] and out["agents"] == agents
+    assert [h["name"] for h in out["add_hosts"]] == ["node1"]
+
+
 def test_summary_lists_skipped_hosts():
     out = _game_day.summary("gd", [["mem"]], {"mem": ["node1"]}, {"mem": {"verdict": "pass"}}, "", {"mem": ["node3"]})
     assert out["batches"][0][0]["skipped"] == ["node3"] and out["verdict"] == "pass"

@@ -152,3 +152,75 @@ def test_add_hosts_tasks_keep_host_and_group_vars_on_split_hosts(tmp_path):
                        "app_port": 8080, "address": "w1", "groups": ["nodes", "picked"]}
     assert "cflab-s3cret" not in proc.stdout
     assert "w1--aaaaaaaaaaaa: shop/a/app on node w1" in proc.stdout
+
+
+# --- node access through the agent (k8s_node_access: agent) ---------------------------------------------
+
+def _agent(node, ready=True, problem=None):
+    return {"namespace": "chaosfleet-agent", "pod": "chaosfleet-agent-" + node, "container": "agent",
+            "ready": ready, "problem": problem}
+
+
+KUBECTL = {"kubeconfig": "/k/config", "context": "prod", "api_key": "t0ken", "host": None, "validate_certs": False}
+
+
+@pytest.mark.parametrize("play_access, node_access, expected", [
+    ("agent", None, "agent"),     # the play's switch
+    ("ssh", None, "ssh"),         # the default stays SSH
+    ("agent", "ssh", "ssh"),      # an inventory node's own k8s_node_access wins: a mixed run
+    ("ssh", "agent", "agent"),
+])
+def test_node_access_is_the_nodes_own_or_the_plays(play_access, node_access, expected):
+    node_vars = dict(NODE_VARS, **({"k8s_node_access": node_access} if node_access else {}))
+    (entry,) = with_add_host(_entries(w1=[("web-1", A, "app")]), {"w1": node_vars}, "picked", play_access,
+                             {"w1": _agent("w1")}, KUBECTL, which=lambda _name: "/usr/bin/kubectl")
+    assert entry["access"] == expected
+    assert (entry["add_host"].get("ansible_connection") == "kubernetes.core.kubectl") == (expected == "agent")
+
+
+def test_an_agent_host_runs_in_its_agent_pod_with_the_api_connection_and_no_ssh_settings():
+    got = with_add_host(_entries(w1=[("web-1", A, "app"), ("web-2", B, "app")], x9=[("web-9", C, "app")]),
+                        {"w1": NODE_VARS}, "picked", "agent", {"w1": _agent("w1"), "x9": _agent("x9")}, KUBECTL,
+                        which=lambda _name: "/usr/bin/kubectl")
+    for entry in got:
+        args = entry["add_host"]
+        assert args["ansible_connection"] == "kubernetes.core.kubectl"
+        assert (args["ansible_kubectl_namespace"], args["ansible_kubectl_pod"], args["ansible_kubectl_container"]) \
+            == ("chaosfleet-agent", "chaosfleet-agent-" + entry["node"], "agent")
+        assert args["ansible_kubectl_kubeconfig"] == "/k/config" and args["ansible_kubectl_context"] == "prod"
+        assert args["ansible_kubectl_token"] == "t0ken" and args["ansible_kubectl_verify_ssl"] is False
+        assert "ansible_kubectl_host" not in args  # unset options are left to kubectl's kubeconfig
+        assert args["k8s_node_sys_root"] == "/host" and args["ansible_python_interpreter"] == "/usr/bin/python3"
+        assert args["ansible_become"] is False and args["k8s_node_access"] == "agent"
+        assert not any(k in args for k in ("ansible_host", "ansible_user", "ansible_ssh_common_args",
+                                           "ansible_become_password"))
+        assert args["experiment_container_id"] == entry["container_id"]
+    groups = dict((e["name"], e["add_host"]["groups"]) for e in got)
+    assert groups["w1--aaaaaaaaaaaa"] == ["picked", "nodes", "zone_a"] and groups["x9"] == ["picked"]
+
+
+@pytest.mark.parametrize("agents, message", [
+    ({}, r"w1 \(no agent looked up"),
+    ({"w1": _agent("w1", False, "no agent pod on this node")}, r"w1 \(no agent pod on this node\)"),
+    ({"w1": _agent("w1", False, "agent pod chaosfleet-agent-w1 is Pending, not Ready")}, "Pending, not Ready"),
+])
+def test_a_node_without_a_ready_agent_is_named_and_nothing_is_added(agents, message):
+    with pytest.raises(K8sHostsError, match=message + ".*nothing was started"):
+        with_add_host(_entries(w1=[("web-1", A, "app")], x2=[("web-2", B, "app")]), {"w1": NODE_VARS}, "picked",
+                      "agent", dict(agents, x2=_agent("x2")), KUBECTL, which=lambda _name: "/usr/bin/kubectl")
+
+
+def test_agent_access_needs_kubectl_on_the_controller():
+    with pytest.raises(K8sHostsError, match="kubectl is not on its PATH"):
+        with_add_host(_entries(x1=[("web-1", A, "app")]), {}, "picked", "agent", {"x1": _agent("x1")}, KUBECTL,
+                      which=lambda _name: None)
+    # SSH-only runs never need it
+    (entry,) = with_add_host(_entries(x1=[("web-1", A, "app")]), {}, "picked", "ssh", {}, KUBECTL,
+                             which=lambda _name: None)
+    assert entry["access"] == "ssh"
+
+
+def test_a_bad_node_access_is_refused():
+    with pytest.raises(K8sHostsError, match="k8s_node_access must be ssh or agent, got 'telnet' \\(host var of w1\\)"):
+        with_add_host(_entries(w1=[("web-1", A, "app")]), {"w1": dict(NODE_VARS, k8s_node_access="telnet")},
+                      "picked", "agent", {}, KUBECTL)
