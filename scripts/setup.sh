@@ -11,6 +11,7 @@ APT_PACKAGES=(
   chromium shellcheck
   qemu-system-x86 linux-image-amd64 cpio kmod
   prometheus sudo
+  mmdebstrap  # the lab agent image from agent/packages.txt (tests/lab/agents.py)
 )
 # Real container engines for the engine lab (tests/lab/engines.py). Their packages would start a
 # daemon with default networking (a bridge, iptables rules): service starts are blocked while they install.
@@ -52,3 +53,31 @@ fi
 # ansible.cfg points collections_path at .collections; link this tree in as chaosfleet.stress.
 mkdir -p .collections/ansible_collections/chaosfleet
 ln -sfn "$root" .collections/ansible_collections/chaosfleet/stress
+
+# kubernetes.core (the agent role's k8s module, the kubectl connection plugin). Galaxy is not reachable;
+# the `ansible` package on PyPI bundles it. Only that collection is unpacked, next to chaosfleet.stress.
+K8S_CORE_FROM=ansible==12.3.0
+k8s_core=.collections/ansible_collections/kubernetes/core
+if [ "$(cat "$k8s_core/.chaosfleet-source" 2>/dev/null)" != "$K8S_CORE_FROM" ]; then
+  echo "setup: unpacking kubernetes.core from $K8S_CORE_FROM"
+  wheels=.venv/cache/ansible-wheel
+  mkdir -p "$wheels"
+  if ! ls "$wheels"/ansible-"${K8S_CORE_FROM#ansible==}"-*.whl >/dev/null 2>&1; then
+    .venv/bin/pip download -q --no-deps --only-binary=:all: --dest "$wheels" "$K8S_CORE_FROM" 2>&1 \
+      | { grep -v '^WARNING: Location' || true; }
+  fi
+  rm -rf "$k8s_core.new" "$k8s_core"
+  .venv/bin/python - "$wheels"/ansible-"${K8S_CORE_FROM#ansible==}"-*.whl "$k8s_core.new" <<'PY'
+import os, sys, zipfile
+stem = "ansible_collections/kubernetes/core/"
+with zipfile.ZipFile(sys.argv[1]) as wheel:
+    for name in wheel.namelist():
+        if name.startswith(stem) and not name.endswith("/"):
+            target = os.path.join(sys.argv[2], name[len(stem):])
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with wheel.open(name) as src, open(target, "wb") as dst:
+                dst.write(src.read())
+PY
+  echo "$K8S_CORE_FROM" > "$k8s_core.new/.chaosfleet-source"
+  mv "$k8s_core.new" "$k8s_core"
+fi

@@ -13,14 +13,20 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
 import time
 
+from ansible import constants as C
+from ansible import context
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
+from ansible.plugins.loader import connection_loader
+from ansible.utils.collection_loader import AnsibleCollectionConfig
 
-from ansible_collections.chaosfleet.stress.plugins.plugin_utils import _control
+from ansible_collections.chaosfleet.stress.plugins.module_utils._units import UnitError, parse_duration
+from ansible_collections.chaosfleet.stress.plugins.plugin_utils import _control, _stop_guard
 
-STEPS = ("request", "clock", "preflight", "baseline", "gate", "tick", "result", "collect")
+STEPS = ("request", "clock", "preflight", "baseline", "gate", "arm", "tick", "disarm", "result", "collect")
 ROLE_PREFIX = "experiment_"
 ARGUMENT_SPEC = dict(
     step=dict(type="str", required=True, choices=list(STEPS)),
@@ -30,7 +36,15 @@ ARGUMENT_SPEC = dict(
     state=dict(type="dict"),
     node=dict(type="dict"),
     recovery=dict(type="dict"),
+    guard=dict(type="dict"),
 )
+# Keywords of the stop task the guard runs, taken from the role's own tasks (inherited from the play,
+# the role or the block), so the stop connects and becomes exactly as the stress start did.
+GUARD_KEYWORDS = ("become", "become_method", "become_user", "become_flags", "become_exe", "remote_user",
+                  "connection")
+# What of ansible-playbook's command line the guard does not take over (task selection, the playbook, vars
+# files: the hosts' connection variables are copied already templated).
+GUARD_CLIARGS_LEFT_OUT = ("args", "extra_vars", "inventory", "vault_ids", "vault_password_files")
 
 
 class ActionModule(ActionBase):
@@ -185,7 +199,9 @@ class ActionModule(ActionBase):
                     "abort_on_app_oom_kill": _control._bool(v["abort_on_app_oom_kill"])}
         out = _control.tick(state, beats, rounds, task_vars["ansible_play_hosts"], time.time(), settings, errors)
         if out["wait"] > 0:
-            time.sleep(out["wait"])
+            # ansible-playbook forwards SIGINT/SIGTERM to this worker: the guard starts the stop at once.
+            with _stop_guard.signal_hooks((self._var(task_vars, "__experiment_guard") or {}).get("dir")):
+                time.sleep(out["wait"])
         out["tick_end"] = time.time()
         return out
 
@@ -195,3 +211,106 @@ class ActionModule(ActionBase):
         hosts = dict((h, (self._of(hostvars, h, "__experiment_result"), self._of(hostvars, h, "__experiment_problem")))
                      for h in self._participants(task_vars, str(v["name"])))
         return {"results": _control.report_input(hosts)}
+
+    # ------------------------------------------------------------ the stop guard
+
+    def _arm(self, args, task_vars):
+        """Start the stop guard for this experiment's starting hosts (run_once, before the inject)."""
+        v = self._role_vars(task_vars, ("name", "stop_guard", "stop_timeout", "stop_guard_dir", "duration",
+                                        "state_dir", "report", "report_dest", "report_basename"))
+        if not _control._bool(v["stop_guard"]):
+            return {"armed": False}
+        gate = self._var(task_vars, "__experiment_gate") or {}
+        request = self._var(task_vars, "__experiment_request")
+        hosts = [h for h in gate.get("participants") or [] if h not in (gate.get("not_ready") or {})
+                 and h in task_vars["ansible_play_hosts"]]
+        try:
+            timeout = parse_duration(v["stop_timeout"], "experiment_stop_timeout", maximum=600)
+            duration = parse_duration(v["duration"], "experiment_duration")
+        except UnitError as exc:
+            raise AnsibleActionFail(str(exc))
+        playbook = os.getppid()  # a worker's parent is ansible-playbook
+        stat = _stop_guard.read_stat(playbook)
+        if stat is None:
+            raise AnsibleActionFail("the stop guard cannot find ansible-playbook (PID %d)" % playbook)
+        basename = _control.report_basename(v["name"], v.get("report_basename"), task_vars.get("awx_job_id"))
+        config = {
+            "experiment": str(v["name"]), "node_name": request["node_name"],
+            "state_dir": str(v["state_dir"]), "timeout": timeout,
+            "dead_man_seconds": gate.get("heartbeat_timeout"),
+            "bound": _stop_guard.guard_bound(time.time(), duration, gate.get("heartbeat_timeout")),
+            "playbook": {"pid": playbook, "start_time": _stop_guard.start_time(stat)},
+            "hosts": dict((h, self._connection_of(task_vars, h)) for h in hosts),
+            "play_keywords": self._guard_keywords(),
+            "cliargs": dict((k, _plain(val)) for k, val in context.CLIARGS.items() if k not in GUARD_CLIARGS_LEFT_OUT),
+            "collections_paths": list(AnsibleCollectionConfig.collection_paths or []),
+            "stop_record": _stop_guard.stop_record_path(str(v["report_dest"]), basename)
+            if _control._bool(v["report"]) else None,
+        }
+        started = time.time()
+        try:
+            guard = _stop_guard.arm(config, root=str(v["stop_guard_dir"] or "") or None)
+        except (OSError, RuntimeError) as exc:
+            raise AnsibleActionFail("experiment %s does not start without its stop guard: %s "
+                                    "(experiment_stop_guard=false runs without it)" % (v["name"], exc))
+        return dict(guard, armed=True, hosts=hosts, stop_record=config["stop_record"],
+                    start_seconds=round(time.time() - started, 3))
+
+    def _connection_of(self, task_vars, host):
+        """The host's connection variables, templated (the guard's inventory holds values, not templates)."""
+        hostvars = task_vars["hostvars"]
+        try:
+            names = list(hostvars[host].keys())
+        except KeyError:
+            return {}
+        plugin_vars = []
+        connection = self._of(hostvars, host, "ansible_connection") or self._task.connection or "ssh"
+        try:
+            plugin = connection_loader.get(str(connection), class_only=True)
+            if plugin is not None:
+                plugin_vars = C.config.get_plugin_vars("connection", plugin._load_name)
+        except Exception:  # pylint: disable=broad-except
+            plugin_vars = []
+        out = {}
+        for key in _stop_guard.connection_vars(names, plugin_vars):
+            try:
+                value = hostvars[host][key]
+            except Exception:  # pylint: disable=broad-except  # a variable that cannot be templated is left out
+                continue
+            if value is not None:
+                out[key] = _plain(value)
+        # Passwords typed at the prompt (-k, -K) are not variables.
+        if self._play_context.password and not any(k in out for k in ("ansible_password", "ansible_ssh_pass",
+                                                                          "ansible_ssh_password")):
+            out["ansible_password"] = str(self._play_context.password)
+        if self._play_context.become_pass and not any(k in out for k in ("ansible_become_password",
+                                                                             "ansible_become_pass")):
+            out["ansible_become_password"] = str(self._play_context.become_pass)
+        return out
+
+    def _guard_keywords(self):
+        out = {}
+        for key in GUARD_KEYWORDS:
+            value = getattr(self._task, key, None)
+            if value not in (None, ""):
+                out[key] = _plain(value)
+        return out
+
+    def _disarm(self, args, task_vars):
+        guard = args.get("guard") or self._var(task_vars, "__experiment_guard") or {}
+        return {"disarmed": _stop_guard.disarm(guard) if guard.get("armed") else False}
+
+
+def _plain(value):
+    """JSON-safe plain values (Ansible 2.19 hands out tagged str/dict/list subclasses)."""
+    if isinstance(value, dict):
+        return dict((str(k), _plain(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_plain(v) for v in value]
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    return str(value)

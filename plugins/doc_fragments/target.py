@@ -30,7 +30,8 @@ options:
   cgroup_path:
     description:
       - A cgroup path relative to the cgroup root, for example C(/kubepods/burstable/pod<uid>/<id>),
-        or an absolute path below a cgroup mount such as C(/sys/fs/cgroup/memory/...).
+        or an absolute path below a cgroup mount such as C(/sys/fs/cgroup/memory/...). With O(sys_root), the node's
+        path and the same path below O(sys_root) both work.
       - Paths that leave the cgroup root (C(..)) are refused.
     type: str
   systemd_unit:
@@ -45,11 +46,22 @@ options:
   proc_root:
     description:
       - Where C(/proc) is. Tests point this and O(sys_root) at fixture trees.
+      - When this process's cgroup namespace (C(<proc_root>/self/ns/cgroup)) is not PID 1's, as in a container with
+        a private cgroup namespace, the module first enters PID 1's (C(setns); it needs C(CAP_SYS_ADMIN) and the host's
+        PID 1, so a privileged agent with C(hostPID)), before it reads C(mountinfo). The supervisor and stress-ng
+        inherit that namespace.
+      - If it cannot, a cgroup mount root or cgroup path that contains C(..) (it lies outside this namespace) is never
+        used; the module fails with an error that says why, rather than join the wrong cgroup.
     type: path
     default: /proc
   sys_root:
     description:
-      - Prefix joined to every cgroup mount point read from C(mountinfo). Empty on a real node.
+      - Where the host's root is mounted when the module runs in a node agent container, for example C(/host) with the
+        host's C(/sys/fs/cgroup) bind-mounted at C(/host/sys/fs/cgroup).
+      - When C(mountinfo) lists cgroup mounts under O(sys_root), only those are used, as they are (the others are the
+        container's own). Otherwise O(sys_root) is joined to every cgroup mount point read from C(mountinfo), as for
+        fixture trees.
+      - Empty on the node itself.
     type: str
     default: ''
 '''

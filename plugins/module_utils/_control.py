@@ -85,6 +85,8 @@ class Control(object):
         actions = []
         if self.plan.get("io"):
             actions.append(launch("io"))
+        if self.plan.get("raw"):
+            actions.append(launch("raw"))
         if self.cpu:
             actions.append(launch("cpu", per_worker_load=self.cpu_load))
         if self.memory and not self.memory["ramp_seconds"]:

@@ -22,6 +22,12 @@ from ansible_collections.chaosfleet.stress.plugins.module_utils._units import Un
 
 MODES = ("one", "all", "fixed", "fixed-percent", "random-max-percent")
 PHASES = ("Pending", "Running", "Succeeded", "Failed", "Unknown")
+# Chaos Mesh's podPhaseSelectors also take "!Phase": any phase but that one.
+PHASE_CHOICES = PHASES + tuple("!" + phase for phase in PHASES)
+# How ``nodes`` and ``node_selectors`` combine: a pod's node must match both (all) or either (any, Chaos Mesh).
+NODE_MATCH = ("all", "any")
+# Which containers of a pod are targets when container_names is empty: every one, or the first (Chaos Mesh).
+DEFAULT_CONTAINERS = ("all", "first")
 DEFAULT_PROTECTED = ("kube-system",)
 # Up to this many target nodes are read one by one; more are read with one list call.
 NODE_GET_LIMIT = 20
@@ -344,15 +350,19 @@ def _state_reason(status):
     return "not running"
 
 
-def pod_containers(pod, container_names=None, include_ephemeral=False):
+def pod_containers(pod, container_names=None, include_ephemeral=False, default_containers="all"):
     """Targetable containers of a pod, and the ones skipped with a reason.
 
     Regular containers always count; ephemeral ones only on request; init containers
     and the sandbox never (the sandbox is not in the pod spec at all). A container
     without a containerID has not been created yet; one not running has no processes.
+    Without ``container_names``, ``default_containers="first"`` takes only the pod's first
+    container, as Chaos Mesh does.
     """
     spec = pod.get("spec", {})
     status = pod.get("status", {})
+    if not container_names and default_containers == "first" and spec.get("containers"):
+        container_names = [spec["containers"][0].get("name")]
     groups = [(spec.get("containers") or [], status.get("containerStatuses") or [], False)]
     if include_ephemeral:
         groups.append((spec.get("ephemeralContainers") or [], status.get("ephemeralContainerStatuses") or [],
@@ -418,8 +428,16 @@ def parse_options(params):
         pod_names[namespace] = set(names)
     phases = list(params.get("pod_phase_selectors") or [])
     for phase in phases:
-        if phase not in PHASES:
-            raise SelectionError("pod_phase_selectors: %r is not a pod phase (%s)" % (phase, ", ".join(PHASES)))
+        if phase not in PHASE_CHOICES:
+            raise SelectionError("pod_phase_selectors: %r is not a pod phase (%s, or one of them after '!')"
+                                 % (phase, ", ".join(PHASES)))
+    node_match = params.get("node_match") or "all"
+    if node_match not in NODE_MATCH:
+        raise SelectionError("node_match must be one of %s, got %r" % (", ".join(NODE_MATCH), node_match))
+    default_containers = params.get("default_containers") or "all"
+    if default_containers not in DEFAULT_CONTAINERS:
+        raise SelectionError("default_containers must be one of %s, got %r"
+                             % (", ".join(DEFAULT_CONTAINERS), default_containers))
     protected = set(params.get("protected_namespaces") or [])
     allow_protected = bool(params.get("allow_protected_namespaces"))
     if pod_names:
@@ -450,6 +468,8 @@ def parse_options(params):
         "node_selector": requirements_string(node_reqs),
         "nodes": list(params.get("nodes") or []),
         "container_names": list(params.get("container_names") or []),
+        "default_containers": default_containers,
+        "node_match": node_match,
         "include_ephemeral": bool(params.get("include_ephemeral")),
         "protected": protected,
         "allow_protected": allow_protected,
@@ -549,11 +569,12 @@ def describe(criteria):
     if criteria["annotation_reqs"]:
         text += " with annotations '%s'" % requirements_string(criteria["annotation_reqs"])
     if criteria["phases"]:
-        text += " in phase %s" % " or ".join(criteria["phases"])
+        text += " %s" % phase_text(criteria["phases"])
     if criteria["node_selector"]:
         text += " on nodes labelled '%s'" % criteria["node_selector"]
     if criteria["nodes"]:
-        text += " on node%s %s" % ("s" if len(criteria["nodes"]) > 1 else "", ", ".join(criteria["nodes"]))
+        text += " %son node%s %s" % ("or " if criteria["node_selector"] and criteria.get("node_match") == "any" else "",
+                                     "s" if len(criteria["nodes"]) > 1 else "", ", ".join(criteria["nodes"]))
     if criteria["container_names"]:
         text += " having container%s %s" % ("s" if len(criteria["container_names"]) > 1 else "",
                                             ", ".join(criteria["container_names"]))
@@ -591,14 +612,15 @@ def filter_pods(pods, criteria, allowed_nodes=None):
                       lambda p: requirements_match(criteria["annotation_reqs"], p["metadata"].get("annotations")),
                       items)
     if criteria["phases"]:
-        items = stage("in phase %s" % " or ".join(criteria["phases"]),
-                      lambda p: p.get("status", {}).get("phase") in criteria["phases"], items)
+        items = stage(phase_text(criteria["phases"]),
+                      lambda p: phase_match(criteria["phases"], p.get("status", {}).get("phase")), items)
     if allowed_nodes is not None:
         items = stage("on the selected nodes", lambda p: p.get("spec", {}).get("nodeName") in allowed_nodes, items)
 
     candidates, skipped = [], []
     for pod in items:
-        containers, not_ready = pod_containers(pod, criteria["container_names"], criteria["include_ephemeral"])
+        containers, not_ready = pod_containers(pod, criteria["container_names"], criteria["include_ephemeral"],
+                                               criteria.get("default_containers") or "all")
         meta = pod["metadata"]
         for entry in not_ready:
             skipped.append(dict(entry, namespace=meta.get("namespace"), pod=meta.get("name"),
@@ -612,6 +634,21 @@ def filter_pods(pods, criteria, allowed_nodes=None):
         funnel.append(("having the named containers", with_names))
     funnel.append(("with a running container", len(candidates)))
     return candidates, skipped, funnel
+
+
+def phase_match(phases, phase):
+    """Chaos Mesh's podPhaseSelectors: any of the plain phases (all when none is given), none of the '!' ones."""
+    wanted = [p for p in phases if not p.startswith("!")]
+    refused = [p[1:] for p in phases if p.startswith("!")]
+    return (not wanted or phase in wanted) and phase not in refused
+
+
+def phase_text(phases):
+    wanted = [p for p in phases if not p.startswith("!")]
+    refused = [p[1:] for p in phases if p.startswith("!")]
+    parts = (["in phase %s" % " or ".join(wanted)] if wanted else []) + \
+        (["not in phase %s" % " or ".join(refused)] if refused else [])
+    return " and ".join(parts)
 
 
 def funnel_text(funnel):
@@ -673,7 +710,12 @@ def resolve(criteria, api):
         allowed_nodes = set(node_objs)
     if criteria["nodes"]:
         named = set(criteria["nodes"])
-        allowed_nodes = named if allowed_nodes is None else allowed_nodes & named
+        if allowed_nodes is None:
+            allowed_nodes = named
+        elif criteria.get("node_match") == "any":  # Chaos Mesh: the named nodes and the labelled ones
+            allowed_nodes = allowed_nodes | named
+        else:
+            allowed_nodes = allowed_nodes & named
 
     pods = []
     if criteria["cluster_wide"]:

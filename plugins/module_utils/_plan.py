@@ -15,6 +15,7 @@ __metaclass__ = type
 
 import math
 import os
+import re
 
 from ansible_collections.chaosfleet.stress.plugins.module_utils._units import (
     UnitError, format_bytes, parse_duration, parse_size,
@@ -43,6 +44,56 @@ VM_METHODS = (
 
 class PlanError(ValueError):
     pass
+
+
+# stress_ng_args: stress-ng's own arguments, passed as given. Tokens are short ASCII words; options that change
+# what stress-ng is (job and YAML files, logs, paths, scheduling, which stressors run) or its end (the timeout,
+# which the collection sets from duration) are refused.
+MAX_RAW_TOKENS = 64
+_RAW_TOKEN_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._%:,+-]{0,63}$|^--?[a-z0-9][a-z0-9-]{0,47}(=[A-Za-z0-9._%:,+-]{1,64})?$",
+                           re.ASCII)
+RAW_REFUSED = {
+    "t": "--timeout", "timeout": "--timeout", "j": "--job", "job": "--job", "Y": "--yaml", "yaml": "--yaml",
+    "log-file": "--log-file", "temp-path": "--temp-path", "pathological": "--pathological", "sched": "--sched",
+    "sched-prio": "--sched-prio", "sched-policy": "--sched-policy", "taskset": "--taskset", "ionice-class":
+    "--ionice-class", "ionice-level": "--ionice-level", "r": "--random", "random": "--random", "a": "--all",
+    "all": "--all", "seq": "--seq", "p": "--permute", "permute": "--permute", "class": "--class", "with": "--with",
+    "x": "--exclude", "exclude": "--exclude", "k": "--keep-name", "keep-name": "--keep-name",
+    "keep-files": "--keep-files", "stdout": "--stdout", "stderr": "--stderr", "syslog": "--syslog",
+    "log-brief": "--log-brief", "no-oom-adjust": "--no-oom-adjust", "oom-avoid": "--oom-avoid",
+    "abort": "--abort", "dry-run": "--dry-run", "n": "--dry-run", "h": "--help", "help": "--help",
+    "V": "--version", "version": "--version",
+}
+
+
+def check_stress_ng_args(args, what="stress_ng_args"):
+    """Validate stress-ng arguments passed as given; returns them as a list of strings, or raises PlanError.
+
+    At least one stressor option (``--cpu 2``, ``--vm=1``), no more than MAX_RAW_TOKENS tokens, each a short ASCII
+    word or option, and none of RAW_REFUSED: the collection sets the timeout itself, and those options would
+    read or write files, change scheduling or pick other stressors than the ones named.
+    """
+    if isinstance(args, str) or not isinstance(args, (list, tuple)):
+        raise PlanError("%s must be a list of arguments (tokens), got %s" % (what, type(args).__name__))
+    tokens = [str(a) for a in args]
+    if not tokens:
+        raise PlanError("%s is empty: name at least one stress-ng stressor (for example --cpu 1)" % what)
+    if len(tokens) > MAX_RAW_TOKENS:
+        raise PlanError("%s has %d arguments; at most %d are allowed" % (what, len(tokens), MAX_RAW_TOKENS))
+    for token in tokens:
+        if not _RAW_TOKEN_RE.match(token):
+            raise PlanError("%s: %r is not a stress-ng argument this collection passes (short ASCII options and "
+                            "values only: letters, digits, . _ %% : , + -)" % (what, token))
+        if token.startswith("-"):
+            name = token.lstrip("-").split("=", 1)[0]
+            if name in RAW_REFUSED:
+                reason = ("the collection sets stress-ng's timeout from duration" if RAW_REFUSED[name] == "--timeout"
+                          else "it changes which stressors run, where stress-ng reads or writes, or how it is "
+                               "scheduled")
+                raise PlanError("%s: %s is refused: %s" % (what, RAW_REFUSED[name], reason))
+    if not tokens[0].startswith("-"):
+        raise PlanError("%s must start with a stress-ng option such as --cpu, got %r" % (what, tokens[0]))
+    return tokens
 
 
 def instance_overhead(workers):
@@ -208,8 +259,9 @@ def check_node_capacity(plan, usage, allow_oom, proc_root, io_root):
 def make_plan(params, usage, io_root):
     """Validate everything and return the plan, or raise PlanError. Starts nothing."""
     memory, cpu, io = params.get("memory"), params.get("cpu"), params.get("io")
-    if not (memory or cpu or io):
-        raise PlanError("nothing to do: give at least one of memory, cpu or io")
+    raw = params.get("stress_ng_args")
+    if not (memory or cpu or io or raw):
+        raise PlanError("nothing to do: give at least one of memory, cpu, io or stress_ng_args")
     try:
         duration = parse_duration(params["duration"], "duration")
         heartbeat = heartbeat_timeout_seconds(params.get("heartbeat_timeout"), duration)
@@ -241,6 +293,8 @@ def make_plan(params, usage, io_root):
         "cpu": plan_cpu(cpu, usage) if cpu else None,
         "io": plan_io(io, params["name"], io_root) if io else None,
     }
+    if raw:
+        plan["raw"] = {"args": check_stress_ng_args(raw)}
     check_node_capacity(plan, usage, params.get("allow_oom"), params.get("proc_root") or "/proc", io_root)
     return plan
 
@@ -299,6 +353,11 @@ def first_memory_step_bytes(memory):
     return max(MIB, memory_step_bytes(memory, 0, 0))
 
 
+def raw_argv(stress_ng, raw, remaining):
+    """stress-ng's own arguments as given (checked by check_stress_ng_args), with the collection's timeout."""
+    return [stress_ng] + list(raw["args"]) + ["--timeout", _timeout(remaining)]
+
+
 def planned_argvs(plan, stress_ng):
     """The commands the experiment starts with (the ramp adds more later)."""
     duration = plan["duration_seconds"]
@@ -311,4 +370,6 @@ def planned_argvs(plan, stress_ng):
         out.append(cpu_argv(stress_ng, plan["cpu"], duration))
     if plan["io"]:
         out.append(io_argv(stress_ng, plan["io"], duration))
+    if plan.get("raw"):
+        out.append(raw_argv(stress_ng, plan["raw"], duration))
     return out

@@ -15,7 +15,7 @@ import os
 import posixpath
 import re
 
-from ansible_collections.chaosfleet.stress.plugins.module_utils._mounts import CgroupError
+from ansible_collections.chaosfleet.stress.plugins.module_utils._mounts import CgroupError, has_dotdot
 
 SELECTORS = ("container_id", "pod_uid", "pid", "cgroup_path", "systemd_unit")
 
@@ -184,7 +184,8 @@ class Resolver(object):
             if info["container_id"] and info["container_id"].startswith(wanted):
                 found.setdefault(info["container_id"], info)
         if not found:
-            raise CgroupError("no container with ID %s on this node (searched %s)" % (wanted, self.index.top))
+            raise CgroupError("no container with ID %s on this node (searched %s)%s"
+                              % (wanted, self.index.top, self.mounts.namespace_hint()))
         if len(found) > 1:
             raise CgroupError("container ID prefix %s is ambiguous; it matches: %s"
                               % (wanted, ", ".join(sorted(found))))
@@ -194,7 +195,8 @@ class Resolver(object):
         wanted = normalize_pod_uid(value)
         pods = [i for i in self.index.entries() if i["pod_uid"] == wanted and i["kind"] == "pod"]
         if not pods:
-            raise CgroupError("no pod with UID %s on this node (searched %s)" % (wanted, self.index.top))
+            raise CgroupError("no pod with UID %s on this node (searched %s)%s"
+                              % (wanted, self.index.top, self.mounts.namespace_hint()))
         pod_path = pods[0]["path"]
         containers = []
         for info in self.index.entries():
@@ -229,9 +231,11 @@ class Resolver(object):
         for line in lines:
             hier, _sep, rest = line.partition(":")
             controllers, _sep, path = rest.partition(":")
-            if self.mounts.version == 2 and hier == "0" and controllers == "":
-                return path
-            if self.mounts.version == 1 and "memory" in controllers.split(","):
+            if (self.mounts.version == 2 and hier == "0" and controllers == "") or \
+                    (self.mounts.version == 1 and "memory" in controllers.split(",")):
+                if has_dotdot(path):
+                    # Relative to this process's cgroup namespace: the process is outside it.
+                    raise self.mounts.namespace_error("PID %d's cgroup reads %s in %s" % (pid, path, source))
                 return path
         raise CgroupError("cannot find the %s cgroup of PID %d in %s"
                           % ("unified" if self.mounts.version == 2 else "memory", pid, source))
@@ -247,11 +251,12 @@ class Resolver(object):
 
     def _strip_mountpoint(self, text):
         for mount in sorted(self.mounts.hierarchies().values(), key=lambda m: -len(m.mountpoint)):
-            for base in (self.mounts.host_path(mount.mountpoint), mount.mountpoint):
+            for base in (self.mounts.host_path(mount.mountpoint), mount.mountpoint,
+                         self.mounts.node_path(mount.mountpoint)):
                 base = base.rstrip("/")
                 if text == base or text.startswith(base + "/"):
                     return text[len(base):] or "/"
-        cgroup_fs = posixpath.dirname(self.mounts.primary.mountpoint.rstrip("/"))
+        cgroup_fs = posixpath.dirname(self.mounts.node_path(self.mounts.primary.mountpoint).rstrip("/"))
         if self.mounts.version == 1 and cgroup_fs and text.startswith(cgroup_fs + "/"):
             raise CgroupError("cgroup_path %r is under %s but not inside a cgroup hierarchy" % (text, cgroup_fs))
         return text
@@ -264,7 +269,8 @@ class Resolver(object):
             unit += ".service"
         found = list(self._unit_dirs(unit))
         if not found:
-            raise CgroupError("no cgroup for systemd unit %s on this node (searched %s)" % (unit, self.index.top))
+            raise CgroupError("no cgroup for systemd unit %s on this node (searched %s)%s"
+                              % (unit, self.index.top, self.mounts.namespace_hint()))
         if len(found) > 1:
             raise CgroupError("systemd unit %s is ambiguous; cgroups: %s" % (unit, ", ".join(found)))
         info = classify(found[0])

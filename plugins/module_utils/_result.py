@@ -45,6 +45,9 @@ _DEFAULTS = (
     ("abort_reason", None),
     ("controller_error", None),
     ("heartbeat", None),
+    # Set when the playbook was interrupted or killed and the stop guard stopped the stress:
+    # {signal, cause, at, stopped, stopped_at, msg} (plugins/plugin_utils/_stop_guard.py).
+    ("interrupted", None),
 )
 KEYS = tuple(key for key, _value in _DEFAULTS)
 # What the controller adds to the node's record (merge()).
@@ -134,7 +137,8 @@ def validate(result):
     kills = result.get("oom_kills") or []
     if not isinstance(kills, list) or not all(isinstance(k, dict) for k in kills):
         return "oom_kills must be a list of OOM kill records"
-    for key in ("target", "request", "steady_state", "recovery", "achieved", "baseline", "summary", "heartbeat"):
+    for key in ("target", "request", "steady_state", "recovery", "achieved", "baseline", "summary", "heartbeat",
+                "interrupted"):
         if not isinstance(result.get(key) or {}, dict):
             return "%s must be a mapping" % key
     probes = (result.get("steady_state") or {}).get("probes") or []

@@ -28,7 +28,7 @@ import time
 from ansible_collections.chaosfleet.stress.plugins.module_utils import _state as state
 from ansible_collections.chaosfleet.stress.plugins.module_utils._control import Control
 from ansible_collections.chaosfleet.stress.plugins.module_utils._oom import KernelLog, OomTracker
-from ansible_collections.chaosfleet.stress.plugins.module_utils._plan import cpu_argv, io_argv, memory_argv
+from ansible_collections.chaosfleet.stress.plugins.module_utils._plan import cpu_argv, io_argv, memory_argv, raw_argv
 from ansible_collections.chaosfleet.stress.plugins.module_utils._prefetch import prefetch, program_files
 from ansible_collections.chaosfleet.stress.plugins.module_utils._resolve import process_comm, read_pids
 from ansible_collections.chaosfleet.stress.plugins.module_utils._usage import read_sample, reader_for
@@ -48,9 +48,11 @@ def own_cgroup_path(version):
     with open("/proc/self/cgroup") as handle:
         for line in handle.read().splitlines():
             _hier, controllers, path = line.split(":", 2)
-            if version == 2 and controllers == "":
-                return path
-            if version == 1 and "memory" in controllers.split(","):
+            if (version == 2 and controllers == "") or (version == 1 and "memory" in controllers.split(",")):
+                if ".." in path.split("/"):
+                    # Relative to a private cgroup namespace: the target cannot be checked (nor, on v2, joined).
+                    raise OSError("this process is in a private cgroup namespace (its cgroup reads %s); run the agent "
+                                  "privileged with hostPID, or the module from the host's cgroup namespace" % path)
                 return path
     return None
 
@@ -186,6 +188,8 @@ class Supervisor(object):
                                self.plan["on_oom"] == "stop", memory.get("churn"))
         if action["kind"] == "cpu":
             return cpu_argv(stress_ng, dict(self.plan["cpu"], per_worker_load=action["per_worker_load"]), remaining)
+        if action["kind"] == "raw":
+            return raw_argv(stress_ng, self.plan["raw"], remaining)
         return io_argv(stress_ng, self.plan["io"], remaining)
 
     def apply(self, actions, exited=()):

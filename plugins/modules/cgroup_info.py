@@ -66,10 +66,16 @@ cgroup_version:
   type: int
   sample: 1
 mounts:
-  description: Where each hierarchy is mounted, as read from mountinfo.
+  description:
+    - Where each hierarchy is mounted, as read from mountinfo.
+    - C(cgroup_namespace) is the cgroup namespace the module read from. V(host) - PID 1's or the initial one (or the node
+      has no cgroup namespaces). V(entered-host) - it ran in another one (a container's) and entered PID 1's. V(private) - it ran in
+      another one and could not enter PID 1's (not privileged); paths outside its namespace are refused.
+      V(unknown) - PID 1's namespace could not be read; paths outside this process's namespace are refused.
   returned: always
   type: dict
-  sample: {"mode": "hybrid", "v1_controllers": {"memory": "/sys/fs/cgroup/memory"}, "unified_mountpoint": "/sys/fs/cgroup/unified"}
+  sample: {"mode": "hybrid", "v1_controllers": {"memory": "/sys/fs/cgroup/memory"}, "unified_mountpoint": "/sys/fs/cgroup/unified",
+           "cgroup_namespace": "host"}
 cgroups:
   description: One entry per matching cgroup, in the collection's usage schema.
   returned: always

@@ -24,6 +24,9 @@ description:
     the C(memory.oom.group) acknowledgement).
   - V(baseline) judges the baseline sample and the first probe round; every probe must pass.
   - V(gate) (run once) decides whether the experiment starts, from each participant's problems.
+  - V(arm) (run once, before the inject) starts the stop guard (C(plugins/plugin_utils/_stop_guard.py)), a process
+    in its own session that stops every starting host at once when the playbook is interrupted or killed, and
+    returns its directory, PID and start time. V(disarm) (run once, after the rollback) dismisses it.
   - V(tick) (run once) takes every participant's heartbeat answer and probe round of this tick, counts probe
     failures, decides the abort conditions (probe failures over the threshold, an application OOM kill, too many
     failed nodes), records how long the heartbeat round took, then sleeps until the next tick.
@@ -48,7 +51,7 @@ options:
     description: Which decision to make.
     type: str
     required: true
-    choices: [request, preflight, baseline, gate, tick, result, collect]
+    choices: [request, clock, preflight, baseline, gate, arm, tick, disarm, result, collect]
   found:
     description: The registered M(chaosfleet.stress.cgroup_info) result (step V(preflight)).
     type: dict
@@ -70,6 +73,9 @@ options:
     type: dict
   recovery:
     description: The recovery verdict of M(chaosfleet.stress.cgroup_sample) (step V(result)).
+    type: dict
+  guard:
+    description: The registered result of step V(arm) (step V(disarm)).
     type: dict
 notes:
   - Internal to the collection's roles; its options may change between minor versions.

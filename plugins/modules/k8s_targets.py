@@ -72,9 +72,11 @@ options:
   pod_phase_selectors:
     description:
       - Pod phases to accept. An empty list accepts every phase.
+      - As in Chaos Mesh, a phase after C(!) (V(!Pending)) refuses that phase; a list of only such entries
+        accepts every other phase.
     type: list
     elements: str
-    choices: [Pending, Running, Succeeded, Failed, Unknown]
+    choices: [Pending, Running, Succeeded, Failed, Unknown, '!Pending', '!Running', '!Succeeded', '!Failed', '!Unknown']
     default: [Running]
   node_selectors:
     description:
@@ -85,10 +87,17 @@ options:
   nodes:
     description:
       - Names of the nodes whose pods may be selected. Combined with O(node_selectors), a pod's node must
-        match both.
+        match both, or either with O(node_match=any).
     type: list
     elements: str
     default: []
+  node_match:
+    description:
+      - How O(nodes) and O(node_selectors) combine when both are given. V(all) - a pod's node must be named
+        and carry the labels. V(any) - either is enough (the union, as Chaos Mesh does).
+    type: str
+    choices: [all, any]
+    default: all
   pods:
     description:
       - 'Pods by name, as a dict of C(namespace: [pod names]). Their namespaces are listed (one call each)
@@ -102,6 +111,13 @@ options:
     type: list
     elements: str
     default: []
+  default_containers:
+    description:
+      - The containers to target when O(container_names) is empty. V(all) - every (non-init) container.
+        V(first) - the pod's first container only, as Chaos Mesh does.
+    type: str
+    choices: [all, first]
+    default: all
   include_ephemeral:
     description:
       - Also target ephemeral (debug) containers.
@@ -422,7 +438,8 @@ from ansible_collections.chaosfleet.stress.plugins.module_utils._k8s_client impo
     AUTH_ARG_SPEC, AUTH_REQUIRED_TOGETHER, HAS_KUBERNETES, KUBERNETES_IMPORT_ERROR, AuthError, K8sReader,
     build_configuration, hide_kubeconfig, scrub)
 from ansible_collections.chaosfleet.stress.plugins.module_utils._k8s_select import (
-    AGENT_DEFAULTS, DEFAULT_PROTECTED, MODES, NODE_ACCESS, PHASES, ApiError, SelectionError, funnel_text, parse_options, resolve)
+    AGENT_DEFAULTS, DEFAULT_CONTAINERS, DEFAULT_PROTECTED, MODES, NODE_ACCESS, NODE_MATCH, PHASE_CHOICES, ApiError,
+    SelectionError, funnel_text, parse_options, resolve)
 
 
 def main():
@@ -431,9 +448,11 @@ def main():
         label_selectors=dict(type="raw"),
         field_selectors=dict(type="raw"),
         annotation_selectors=dict(type="raw"),
-        pod_phase_selectors=dict(type="list", elements="str", choices=list(PHASES), default=["Running"]),
+        pod_phase_selectors=dict(type="list", elements="str", choices=list(PHASE_CHOICES), default=["Running"]),
         node_selectors=dict(type="raw"),
         nodes=dict(type="list", elements="str", default=[]),
+        node_match=dict(type="str", choices=list(NODE_MATCH), default="all"),
+        default_containers=dict(type="str", choices=list(DEFAULT_CONTAINERS), default="all"),
         pods=dict(type="dict"),
         container_names=dict(type="list", elements="str", default=[]),
         include_ephemeral=dict(type="bool", default=False),

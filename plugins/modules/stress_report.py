@@ -105,6 +105,13 @@ options:
       - Set to V(false) for experiments meant to show the app is killed and comes back.
     type: bool
     default: true
+  stop_record:
+    description:
+      - The stop record the experiment role's stop guard wrote when the playbook was interrupted or killed
+        (C(<experiment_report_dest>/<basename>.stop.json)). The report then says the experiment was interrupted,
+        by which signal, and when each node stopped or that the stop could not reach it; each such host's result
+        carries C(interrupted) and its verdict is at best V(inconclusive).
+    type: path
 notes:
   - Always runs and writes on the controller, whatever host the task is for. Use C(run_once) so that one
     report is written per run.

@@ -116,6 +116,19 @@ options:
         description: Bytes each worker writes (a quantity).
         type: str
         default: 64Mi
+  stress_ng_args:
+    description:
+      - stress-ng's own arguments, run as given (one list item per argument, for example
+        V([--cpu, "2", --cpu-load, "60"])), beside or instead of O(memory), O(cpu) and O(io). Used by
+        C(chaosfleet.stress.stresschaos) for a Chaos Mesh manifest's C(stressngStressors), after the user opted in.
+      - The stress runs inside the target's cgroup, with the deadline, the C(--timeout) from O(duration), the
+        dead-man and the guards like any other. Its sizes keep stress-ng's meanings (C(--vm-bytes) is split across
+        the workers, C(N%) is of the node's RAM), so they are B(not) checked against the target's limit.
+      - Each argument is a short ASCII word or option. C(--timeout), job and YAML files, log and temp paths,
+        scheduling options, and options that pick other stressors (C(--all), C(--class), C(--random), ...) are
+        refused. Files a stressor writes go to the experiment's own directory under O(state_dir).
+    type: list
+    elements: str
   duration:
     description:
       - How long the stress runs (V(90s), V(5m), V(1h30m)); at most V(24h). The node enforces it.
@@ -406,6 +419,7 @@ def argument_spec():
             workers=dict(type="int", default=1),
             size=dict(type="str", default="64Mi"),
         )),
+        stress_ng_args=dict(type="list", elements="str"),
         duration=dict(type="str"),
         heartbeat_timeout=dict(type="str"),
         oom_score_adj=dict(type="int", default=1000),
@@ -570,6 +584,8 @@ def absent(module, experiment, changed):
 def present(module, experiment):
     params = module.params
     defining = dict((key, params.get(key)) for key in DEFINING)
+    if params.get("stress_ng_args"):  # only when set, so the fingerprints of other experiments stay as they were
+        defining["stress_ng_args"] = params["stress_ng_args"]
     if experiment.exists:
         same = experiment.spec().get("fingerprint") == fingerprint(defining)
         if experiment.outcome() is not None and experiment.result_stored():

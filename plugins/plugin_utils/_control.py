@@ -445,3 +445,10 @@ def report_input(hosts):
         else:
             out[host] = None
     return out
+
+
+def report_basename(experiment, basename=None, awx_job_id=None):
+    """The report's file name without extension, as the role's report step names it."""
+    if _text(basename):
+        return _text(basename)
+    return "stress-report-%s%s" % (experiment, ("-job%s" % awx_job_id) if _text(awx_job_id) else "")

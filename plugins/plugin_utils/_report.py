@@ -51,6 +51,7 @@ ARGUMENT_SPEC = dict(
     formats=dict(type="list", elements="str", choices=sorted(FORMATS), default=["html", "markdown", "json"]),
     achieved_min_percent=dict(type="float", default=80.0),
     fail_on_app_oom=dict(type="bool", default=True),
+    stop_record=dict(type="path"),
 )
 
 REQUIRED_ONE_OF = [("results", "slice_reports")]
@@ -267,9 +268,60 @@ def ended_text(result):
     return _REASONS.get(reason, reason or "unknown")
 
 
+def interrupted_text(interrupted):
+    """One line on how an interruption ended this host's stress, or ''."""
+    if not interrupted:
+        return ""
+    why = interrupted.get("signal") or interrupted.get("cause") or "interrupted"
+    if interrupted.get("stopped"):
+        return "interrupted (%s) at %s; the stop guard stopped it at %s (%.1f s later)" % (
+            why, _utc(interrupted.get("at")), _utc(interrupted.get("stopped_at")),
+            max(0.0, (interrupted.get("stopped_at") or 0) - (interrupted.get("at") or 0)))
+    return "interrupted (%s) at %s; the stop guard could not reach it (%s), its dead-man ended the stress" % (
+        why, _utc(interrupted.get("at")), interrupted.get("msg") or "no answer")
+
+
+def apply_stop_record(results, record):
+    """Mark each host's result with the stop guard's record of an interruption. The results (a list or a
+    host -> result mapping) are copied, in the same shape."""
+    if not record:
+        return results
+
+    def mark(host, value):
+        if not isinstance(value, dict) or "format_version" not in value:
+            return value
+        entry = (record.get("hosts") or {}).get(host or value.get("host"))
+        if entry is None:
+            return value
+        return dict(value, interrupted={
+            "signal": record.get("signal"), "cause": record.get("cause"), "at": record.get("at"),
+            "stopped": bool(entry.get("stopped")), "stopped_at": entry.get("stopped_at"), "msg": entry.get("msg") or ""})
+
+    if isinstance(results, dict) and "format_version" not in results:
+        return dict((host, mark(host, value)) for host, value in results.items())
+    if isinstance(results, list):
+        return [mark(None, value) for value in results]
+    return mark(None, results)
+
+
+def read_stop_record(path):
+    """The stop guard's record (JSON) of an interrupted run."""
+    try:
+        with open(path) as handle:
+            record = json.load(handle)
+    except (OSError, ValueError) as exc:
+        raise ReportError("cannot read the stop record %s: %s. Nothing was written." % (path, exc))
+    if not isinstance(record, dict) or not record.get("interrupted") or not isinstance(record.get("hosts"), dict):
+        raise ReportError("%s is not a stop record of chaosfleet.stress. Nothing was written." % path)
+    return record
+
+
 def host_verdict(result, achieved_min_percent=80.0, fail_on_app_oom=True):
     """pass / fail / inconclusive / error for one host, with the notes that explain it."""
     notes = []
+    interrupted = interrupted_text(result.get("interrupted"))
+    if interrupted:
+        notes.append(interrupted)
     held = result["steady_state"].get("held")
     recovered = result["recovery"].get("recovered")
     app_kills = [k for k in result["oom_kills"] if k.get("victim") == "app"]
@@ -299,6 +351,8 @@ def host_verdict(result, achieved_min_percent=80.0, fail_on_app_oom=True):
     elif result.get("status") == "running":
         notes.append("result collected while the stress was still running")
         verdict = "inconclusive"
+    elif interrupted:
+        verdict = "inconclusive"  # the experiment did not run its course
     elif under:
         verdict = "inconclusive"
     elif held is None:
@@ -664,6 +718,7 @@ def host_view(result, options):
         "achieved_share": stress["share"],
         "achieved_percent": stress["percent"],
         "ended": ended_text(result),
+        "interrupted": interrupted_text(result.get("interrupted")),
         "reason": result.get("reason"),
         "status": result.get("status"),
         "started": _utc(result.get("started_at")),
@@ -697,10 +752,14 @@ def build(params):
     title = params.get("title") or ("Stress experiment %s" % experiment if experiment else "Stress experiment report")
     starts = [h["result"]["started_at"] for h in hosts if h["result"].get("started_at") is not None]
     verdict = overall_verdict([h["verdict"] for h in hosts], failed, missing)
+    record = params.get("stop_record_data")
     return {
         "title": title,
         "experiment": experiment,
         "verdict": verdict,
+        "interrupted": {"signal": record.get("signal"), "cause": record.get("cause"), "at": record.get("at"),
+                        "at_text": _utc(record.get("at")), "unreachable": record.get("unreachable") or [],
+                        "hosts": record.get("hosts") or {}} if record else None,
         "started": _utc(min(starts)) if starts else "n/a",
         "hosts": hosts,
         "ok": sorted(reported),
@@ -746,6 +805,8 @@ def json_document(model):
         "title": model["title"],
         "experiment": model["experiment"],
         "verdict": model["verdict"],
+        "interrupted": dict((k, v) for k, v in model["interrupted"].items() if k != "at_text")
+        if model.get("interrupted") else None,
         "hosts": {"ok": model["ok"], "missing": model["missing"], "failed": model["failed"]},
         "verdicts": dict((h["host"], {"verdict": h["verdict"], "notes": h["notes"], "ended": h["ended"],
                                       "requested": h["requested"], "achieved": h["achieved"],
@@ -817,6 +878,18 @@ def write_game_day(summary, dest, check_mode=False):
     texts = {paths["json"]: json.dumps(summary, indent=2, sort_keys=True) + "\n",
              paths["markdown"]: _environment().get_template("game_day.md.j2").render(
                  basename=os.path.basename, **summary)}
+    write_files(dest, texts, check_mode=check_mode)
+    return paths
+
+
+def write_stresschaos(summary, dest, basename, check_mode=False):
+    """Write a StressChaos run's summary (plugin_utils/_stresschaos, its containerRecords and translation
+    tables) as JSON and Markdown; returns their paths."""
+    _check_basename(basename)
+    dest = os.path.abspath(dest)
+    paths = {"json": os.path.join(dest, basename + ".json"), "markdown": os.path.join(dest, basename + ".md")}
+    texts = {paths["json"]: json.dumps(summary, indent=2, sort_keys=True) + "\n",
+             paths["markdown"]: _environment().get_template("stresschaos.md.j2").render(**summary)}
     write_files(dest, texts, check_mode=check_mode)
     return paths
 
@@ -943,6 +1016,9 @@ def run(params, check_mode=False):
         results, expected = from_slices(params["slice_reports"])
         params = dict(params, results=results,
                       expected_hosts=sorted(set(params.get("expected_hosts") or []) | set(expected)))
+    if params.get("stop_record"):
+        record = read_stop_record(params["stop_record"])
+        params = dict(params, results=apply_stop_record(params["results"], record), stop_record_data=record)
     formats = list(dict.fromkeys(params.get("formats") or list(FORMATS)))
     for fmt in formats:
         if fmt not in FORMATS:

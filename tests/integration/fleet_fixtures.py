@@ -1,7 +1,8 @@
 """pytest fixtures and helpers for the multi-node SSH lab (tests/lab/fleet.py).
 
 - ``fleet``: one 3-node fleet per test session (each node: its own netns, sshd, PID/mount/cgroup
-  namespaces and lab pods), torn down at the end even when tests fail.
+  namespaces and lab pods), torn down at the end even when tests fail. Under scripts/test.sh it is the
+  one fleet the script built for all its passes (CHAOSFLEET_TEST_FLEET).
 - ``run_playbook(fleet, playbook, extra_vars)``: ansible-playbook against the fleet's inventory.
 - ``Fleet`` reads each node's state from the host side (``/proc/<node pid 1>/root`` is the node's
   view of its files; the node's cgroups are under ``/<fleet>-nI`` on the host), so assertions do
@@ -23,6 +24,7 @@ import pytest
 
 from tests.integration.ansible_helpers import wait_for  # noqa: F401  (re-exported for the fleet tests)
 from tests.integration.lab_fixtures import lab_unavailable
+from tests.integration.shared import adopted, shared
 
 REPO = Path(__file__).resolve().parents[2]
 FLEET_SCRIPT = REPO / "tests" / "lab" / "fleet.py"
@@ -159,26 +161,31 @@ def down(fleet):
     fleet_cli("down", "--name", fleet.name, timeout=300)
 
 
-_SHARED = {"fleet": None, "users": 0}
+# The state file of a fleet built for the whole run by scripts/test.sh (tests/integration/shared.py).
+SHARED_FLEET_ENV = "CHAOSFLEET_TEST_FLEET"
 
 
 @pytest.fixture(scope="session")
 def fleet():
-    """One fleet for the whole session, even when several test modules import this fixture
-    (each import makes its own session fixture; they share the fleet and the last one tears it down)."""
+    """One fleet per test process, even when several test modules import this fixture (each import makes its
+    own session fixture; they share the fleet and the last one tears it down), or the one scripts/test.sh built
+    for all its passes (CHAOSFLEET_TEST_FLEET)."""
+    yield from shared("fleet", _fleet)
+
+
+def _fleet():
+    state_path = adopted(SHARED_FLEET_ENV)
+    if state_path:
+        yield Fleet(state_path)
+        return
     reason = fleet_unavailable()
     if reason:
         pytest.skip(reason)
-    if _SHARED["fleet"] is None:
-        _SHARED["fleet"] = up(3)
-    _SHARED["users"] += 1
+    built = up(3)
     try:
-        yield _SHARED["fleet"]
+        yield built
     finally:
-        _SHARED["users"] -= 1
-        if _SHARED["users"] == 0:
-            built, _SHARED["fleet"] = _SHARED["fleet"], None
-            down(built)
+        down(built)
 
 
 def unique(prefix):
@@ -247,6 +254,48 @@ def kill_group(proc):
     except ProcessLookupError:
         pass
     proc.wait(timeout=30)
+
+
+def guard_record(guards):
+    """The stop guard's record ({pid, start_time}) under a run's experiment_stop_guard_dir, or None."""
+    for directory in Path(guards).glob("chaosfleet-guard-*"):
+        try:
+            return json.loads((directory / "guard.json").read_text())
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def _start_time(pid):
+    try:
+        text = Path("/proc/%d/stat" % pid).read_text()
+    except OSError:
+        return None
+    fields = text[text.rfind(")") + 2:].split()
+    return None if fields[0] in ("Z", "X") else int(fields[19])  # a zombie is dead, only not reaped yet
+
+
+def guard_alive(record):
+    return bool(record) and _start_time(record["pid"]) == record["start_time"]
+
+
+def kill_guard(record):
+    """SIGKILL a stop guard a test's playbook started, by its recorded PID, while its start time matches."""
+    if guard_alive(record):
+        try:
+            os.kill(record["pid"], signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def kill_controller(proc, guards):
+    """Kill the controller as a machine that dies: the playbook's whole group and its stop guard at once
+    (the guard first, so that it cannot start a stop in between)."""
+    record = guard_record(guards)
+    kill_guard(record)
+    kill_group(proc)
+    wait_for(lambda: not guard_alive(record), 5, interval=0.05)  # SIGKILL is delivered, not waited for
+    return record
 
 
 def fast_experiment(fleet_pod="hello", **overrides):

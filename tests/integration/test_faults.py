@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.integration.fleet_fixtures import fleet  # noqa: F401  pylint: disable=unused-import
-from tests.integration.fleet_fixtures import REPO, fast_experiment, kill_group, run_playbook, start_playbook, unique, wait_for
+from tests.integration.fleet_fixtures import (REPO, fast_experiment, guard_alive, guard_record, kill_controller, kill_group,
+                                              run_playbook, start_playbook, unique, wait_for)
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -44,19 +45,29 @@ def leftovers(fleet, node):
             if "stress-ng" in cmd or "_supervisor" in cmd or "AnsiballZ" in cmd]
 
 
+def stops_requested(fleet, node, name):
+    path = Path(fleet.root(node) + "/run/chaosfleet/experiments/%s/events.jsonl" % name)
+    return sum(1 for line in path.read_text().splitlines() if '"stop_requested"' in line)
+
+
+@pytest.mark.serial
 def test_killed_controller_all_stress_gone_within_heartbeat_timeout(fleet, tmp_path):
     name = unique("kill")
     timeout = 8
     values = fast_experiment(experiment_name=name, experiment_duration="120s", experiment_heartbeat_interval=2,
-                             experiment_heartbeat_timeout="%ds" % timeout, experiment_report_dest=str(tmp_path))
+                             experiment_heartbeat_timeout="%ds" % timeout, experiment_report_dest=str(tmp_path),
+                             experiment_stop_guard_dir=str(tmp_path / "guards"))
     proc = start_playbook(fleet, "chaosfleet.stress.memory_stress", values, log_path=str(tmp_path / "run.log"))
     try:
         assert wait_for(lambda: all(holding(fleet, n, name) for n in fleet.nodes), 120), \
             (tmp_path / "run.log").read_text()[-3000:]
+        assert guard_alive(guard_record(tmp_path / "guards"))
         time.sleep(3)  # a few heartbeats in
     finally:
-        kill_group(proc)
+        # A machine that dies takes the stop guard with it: only the dead-man is left.
+        guard = kill_controller(proc, tmp_path / "guards")
     killed = time.time()
+    assert not guard_alive(guard)
     # The dead-man the nodes got: the configured one, or longer when the controller's rounds are
     # slow (the role derives it from the measured check round and reports it).
     timeout = max(fleet.experiment_file(n, name, "spec.json")["plan"]["heartbeat_timeout_seconds"] for n in fleet.nodes)
@@ -71,10 +82,12 @@ def test_killed_controller_all_stress_gone_within_heartbeat_timeout(fleet, tmp_p
         outcome = fleet.outcome(node, name)
         assert outcome["reason"] == "heartbeat", outcome
         assert outcome["processes_left"] == []
+        assert stops_requested(fleet, node, name) == 0, "a stop reached the node of a dead controller"
         # No orphan: nothing of the experiment or of Ansible is left running on the node.
         assert wait_for(lambda: not leftovers(fleet, node), 5), leftovers(fleet, node)
 
 
+@pytest.mark.serial
 def test_node_cut_off_stops_by_itself_others_finish_and_rollback_reports(fleet, tmp_path):
     name = unique("cut")
     timeout = 15
@@ -141,6 +154,7 @@ def test_target_restarted_mid_experiment_is_reported_not_a_crash(fleet, tmp_path
     assert fleet.stress_pids("node2") == []
 
 
+@pytest.mark.serial
 def test_failing_probe_aborts_and_rolls_back_on_every_node(fleet, tmp_path):
     name = unique("probe")
     marker = unique("cf-break")

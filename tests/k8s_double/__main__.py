@@ -22,7 +22,8 @@ else:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="k8s_double", description="Serve a read-only Kubernetes API double.")
+    parser = argparse.ArgumentParser(prog="k8s_double",
+                                     description="Serve the Kubernetes API double (see its __init__.py).")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--fixture", help="JSON or YAML file with pods and nodes")
     source.add_argument("--lab-state", help="the lab's state JSON (tests/lab/lab.py)")

@@ -140,7 +140,7 @@ def rootfs_tarball(prefix, state_dir):
     return subprocess.run(["tar", "-C", str(rootfs), "-c", "."], stdout=subprocess.PIPE, check=True).stdout
 
 
-def start_dockerd(prefix):
+def start_dockerd(prefix, storage_driver="vfs"):
     paths = docker_paths(prefix)
     for key in ("data_root", "exec_root"):
         os.makedirs(paths[key], exist_ok=True)
@@ -148,8 +148,8 @@ def start_dockerd(prefix):
     try:
         # No bridge and no iptables rules: the daemon touches no host networking.
         proc = subprocess.Popen(
-            [DOCKERD, "--iptables=false", "--ip6tables=false", "--bridge=none", "--storage-driver=vfs",
-             "--data-root", paths["data_root"], "--exec-root", paths["exec_root"],
+            [DOCKERD, "--iptables=false", "--ip6tables=false", "--bridge=none",
+             "--storage-driver=" + storage_driver, "--data-root", paths["data_root"], "--exec-root", paths["exec_root"],
              "-H", "unix://" + paths["socket"], "--pidfile", paths["pidfile"]],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, preexec_fn=join_daemon_cgroup(prefix),
             start_new_session=True)
@@ -293,7 +293,11 @@ def unmount_under(directory):
 
 
 def down(prefix, state_dir):
-    check_prefix(prefix)
+    teardown(check_prefix(prefix), state_dir)
+
+
+def teardown(prefix, state_dir):
+    """down() for a prefix the caller has checked (tests/lab/agents.py runs its dockerd this way)."""
     engines = engine_of(prefix)
     for engine in engines:
         ids = stored_container_ids(engine, prefix)

@@ -620,3 +620,51 @@ def test_stats_say_which_achieved_share_the_verdict_asked_for(tmp_path):
     assert run(params([result], tmp_path, formats=["json"]))["stats"]["achieved_min_percent"] == 80.0
     out = run(params([result], tmp_path, formats=["json"], achieved_min_percent=25))
     assert out["stats"]["achieved_min_percent"] == 25.0
+
+
+def test_a_stop_record_says_interrupted_by_which_signal_and_when_each_node_stopped(tmp_path):
+    results = memory_results()
+    started = results["node1"]["started_at"]
+    record = {"experiment": results["node1"]["experiment"], "interrupted": True, "signal": "SIGINT",
+              "cause": "SIGINT", "at": started + 5.0, "stop_started_at": started + 5.1, "stop_ended_at": started + 7.5,
+              "hosts": {"node1": {"stopped": True, "stopped_at": started + 6.25, "state": "stopped", "msg": ""},
+                        "node2": {"stopped": True, "stopped_at": started + 6.5, "state": "stopped", "msg": ""},
+                        "node3": {"stopped": False, "stopped_at": None, "state": "unreachable", "msg": "no answer"}},
+              "unreachable": ["node3"]}
+    path = tmp_path / "stress-report-x.stop.json"
+    path.write_text(json.dumps(record))
+    out = run(params(results, tmp_path / "out", stop_record=str(path)))
+    with open(out["paths"]["json"]) as handle:
+        document = json.load(handle)
+    assert document["interrupted"]["signal"] == "SIGINT" and document["interrupted"]["unreachable"] == ["node3"]
+    node1 = document["results"]["node1"]["interrupted"]
+    assert node1 == {"signal": "SIGINT", "cause": "SIGINT", "at": started + 5.0, "stopped": True,
+                     "stopped_at": started + 6.25, "msg": ""}
+    assert document["results"]["node3"]["interrupted"]["stopped"] is False
+    assert any(n.startswith("interrupted (SIGINT)") and "(1.2 s later)" in n
+               for n in document["verdicts"]["node1"]["notes"])
+    assert any("could not reach it" in n for n in document["verdicts"]["node3"]["notes"])
+    # Interrupted: at best inconclusive, a worse verdict stays.
+    assert all(v["verdict"] in ("inconclusive", "fail", "error") for v in document["verdicts"].values())
+    with open(out["paths"]["markdown"]) as handle:
+        markdown = handle.read()
+    assert "**Interrupted** (SIGINT)" in markdown and "node1 (+1.2 s)" in markdown
+    assert "not reached (left to their dead-man): node3" in markdown
+    with open(out["paths"]["html"]) as handle:
+        html = handle.read()
+    assert 'id="interrupted"' in html and "(SIGINT)" in html
+
+
+def test_a_report_without_a_stop_record_has_no_interruption(rendered):
+    document = rendered[4]
+    assert document["interrupted"] is None
+    assert all(r.get("interrupted") is None for r in document["results"].values())
+    assert 'id="interrupted"' not in rendered[2]
+
+
+def test_a_bad_stop_record_is_refused(tmp_path):
+    path = tmp_path / "bad.stop.json"
+    path.write_text(json.dumps({"hosts": {}}))
+    with pytest.raises(ReportError, match="is not a stop record"):
+        run(params(memory_results(), tmp_path / "out", stop_record=str(path)))
+    assert not (tmp_path / "out").exists()

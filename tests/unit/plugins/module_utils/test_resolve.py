@@ -147,3 +147,100 @@ def test_exactly_one_selector(tmp_path, selectors):
 ])
 def test_classify_kinds(path, kind):
     assert classify(path)["kind"] == kind
+
+
+# -- from an agent container: the host's cgroupfs under sys_root, and cgroup namespaces --------------------
+
+def _agent(tmp_path, mountinfo, same_namespace):
+    from tests.unit.plugins.module_utils.test_mounts import AgentNode
+
+    node = AgentNode(tmp_path, mountinfo)
+    node.ns_links(same_namespace)
+    return node
+
+
+def _namespace(node, **setns):
+    """This test's process: PID 1's cgroup namespace is entered (or not) once, through a fake setns."""
+    from ansible_collections.chaosfleet.stress.plugins.module_utils._mounts import CgroupNamespace
+    from tests.unit.plugins.module_utils.test_mounts import FakeSetns
+
+    return CgroupNamespace(FakeSetns(node, **setns))
+
+
+def _resolver(node, namespace, sys_root=True):
+    from ansible_collections.chaosfleet.stress.plugins.module_utils._mounts import CgroupMounts
+    from ansible_collections.chaosfleet.stress.plugins.module_utils._resolve import Resolver
+
+    return Resolver(CgroupMounts(node.proc_root, node.sys_root if sys_root else "", namespace=namespace))
+
+
+AGENT_PATHS = {
+    1: "/kubepods/burstable/pod%s/%s" % (UID, CID),
+    2: "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod%s.slice/cri-containerd-%s.scope" % (UID_, CID),
+}
+
+
+# (case, mountinfo, version, in PID 1's namespace, what setns does, with sys_root, the view after setns)
+AGENT_RESOLVES = [
+    ("v1 host namespace, sys_root", "agent-v1-host.txt", 1, True, {}, True),
+    ("v1 host namespace, no sys_root", "agent-v1-host.txt", 1, True, {}, False),
+    ("v1 entered the host's, sys_root", "agent-v1-private.txt", 1, False, {"view": "agent-v1-host.txt"}, True),
+    ("v2 host namespace, sys_root", "agent-v2-host.txt", 2, True, {}, True),
+    ("v2 entered the host's, sys_root", "agent-v2-private.txt", 2, False, {"view": "agent-v2-host.txt"}, True),
+    ("v2 entered the host's, no sys_root", "agent-v2-private.txt", 2, False, {"view": "agent-v2-host.txt"}, False),
+]
+
+
+@pytest.mark.parametrize("case, mountinfo, version, same, setns, sys_root", AGENT_RESOLVES,
+                         ids=[r[0] for r in AGENT_RESOLVES])
+def test_agent_resolves_into_the_hosts_cgroupfs(tmp_path, case, mountinfo, version, same, setns, sys_root):
+    node = _agent(tmp_path, mountinfo, same)
+    path = AGENT_PATHS[version]
+    node.add_cgroup(path, processes=[(4242, "httpd", 999)])
+    namespace = _namespace(node, **setns)
+    # The path below the host's cgroupfs in the agent, and (given sys_root) as the node itself names it.
+    mountpoint = "/sys/fs/cgroup" + ("/memory" if version == 1 else "")
+    forms = [path, node.sys_root + mountpoint + path] + ([mountpoint + path] if sys_root else [])
+    for params in [dict(container_id=CID), dict(pid=4242)] + [dict(cgroup_path=form) for form in forms]:
+        resolver = _resolver(node, namespace, sys_root)
+        target = resolver.resolve(dict(params, include_sandbox=False))[0]
+        assert (target["path"], target["container_id"], target["cgroup_version"]) == (path, CID, version)
+        base = node.sys_root + "/sys/fs/cgroup"
+        assert target["dirs"] and all(d.startswith(base + "/") and d.endswith(path) for d in target["dirs"].values())
+        assert resolver.mounts.describe()["cgroup_namespace"] == ("host" if same else "entered-host")
+
+
+@pytest.mark.parametrize("mountinfo, proc_file", [("v1.txt", "cgroup-v1-private.txt"), ("v2.txt", "cgroup-v2-private.txt")])
+def test_pid_outside_a_private_namespace_is_a_clear_error(tmp_path, mountinfo, proc_file):
+    import errno
+    import shutil
+    from tests.unit.nodefix import fixture_path
+    from tests.unit.plugins.module_utils.test_mounts import ns_links
+
+    # A container in its own cgroup namespace that may not enter PID 1's (setns: EPERM): its own cgroupfs
+    # mounts show root "/", and other processes' cgroups read /../../...
+    node = FakeNode(tmp_path, mountinfo)
+    ns_links(node.proc_root, False)
+    node.add_process(4242, "httpd", 999, "/unused")
+    shutil.copy(fixture_path("proc", proc_file), "%s/4242/cgroup" % node.proc_root)
+    resolver = _resolver(node, _namespace(node, fail=errno.EPERM))
+    assert resolver.mounts.describe()["cgroup_namespace"] == "private"
+    with pytest.raises(CgroupError) as err:
+        resolver.resolve({"pid": 4242})
+    message = str(err.value)
+    assert "PID 4242's cgroup reads /../../kubepods" in message
+    assert "private cgroup namespace" in message and "Operation not permitted" in message
+    assert "privileged and with hostPID" in message and "host's cgroup namespace" in message
+    # Not found in its own subtree: the error says why it may be so.
+    with pytest.raises(CgroupError, match="no container with ID .* private cgroup namespace .* hostPID"):
+        resolver.resolve({"container_id": CID})
+
+
+@pytest.mark.parametrize("line", ["11:memory:/kubepods/../../etc\n", "11:memory:/..\n"])
+def test_pid_cgroup_with_dotdot_is_refused_in_any_namespace(tmp_path, line):
+    node = FakeNode(tmp_path, "v1.txt")
+    node.add_process(4242, "httpd", 0, "/x")
+    with open("%s/4242/cgroup" % node.proc_root, "w") as handle:
+        handle.write(line)
+    with pytest.raises(CgroupError, match=r"PID 4242's cgroup reads .*'\.\.'"):
+        node_resolver(node.params()).resolve(node.params(pid=4242))
