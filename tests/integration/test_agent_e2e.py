@@ -25,7 +25,8 @@ from tests.integration.fleet_fixtures import unique
 from tests.integration.lab_fixtures import lab_container
 from tests.k8s_double import make_node, objects_from_lab_state
 
-pytestmark = [pytest.mark.lab, pytest.mark.slow]
+# Fidelity and the 5-second stop are timing-sensitive: this module runs in the serial pass.
+pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.serial]
 
 MI = 1024 * 1024
 NODES = {"cfnode-a": ("hello", "ledger"), "cfnode-b": ("checkout", "payments", "batch")}
@@ -289,3 +290,56 @@ def test_no_right_to_pods_exec_is_a_clear_error_and_starts_nothing(cluster, tmp_
     assert token not in done.stdout
     assert not any(n.startswith(name) for node in NODES for n in experiments(cluster["agents"], node))
     assert not any(call.get("path", "").endswith("/exec") for call in api.calls() if call.get("user") == "cflab-no-exec")
+
+
+@pytest.mark.parametrize("how", ["SIGINT", "cancel"])
+def test_an_interrupted_run_through_the_agents_stops_both_nodes_within_five_seconds(cluster, tmp_path, how):
+    """Ctrl-C (SIGINT to the playbook's group) or ansible-runner's cancel (SIGKILL of the group): the stop guard,
+    outside the group, stops each node through its agent pod (kubectl exec) within 5 s, once per node."""
+    import signal
+
+    from tests.integration.fleet_fixtures import guard_alive, guard_record, kill_guard
+
+    lab, agent_lab = cluster["lab"], cluster["agents"]
+    name = unique("agent-intr")
+    guards = tmp_path / "guards"
+    run = playbook("playbooks/k8s_pod_stress.yml", cluster["api"], background=True,
+                   **stress_vars(name, tmp_path, experiment_duration="120s", experiment_memory_size="32Mi",
+                                 experiment_stop_guard_dir=str(guards)))
+    record = None
+    try:
+        assert wait_for(lambda: holding(agent_lab, "cfnode-a", name) and holding(agent_lab, "cfnode-b", name), 120)
+        record = guard_record(guards)
+        assert guard_alive(record), "no stop guard running"
+        time.sleep(1)
+        sent = time.time()
+        os.killpg(run.pid, signal.SIGINT if how == "SIGINT" else signal.SIGKILL)
+        gone = {}
+        while time.time() < sent + 20 and len(gone) < len(PICKED):
+            for pod in PICKED:
+                if pod not in gone and not stress_pids(lab_container(lab, pod)["cgroup_path"]):
+                    gone[pod] = time.time() - sent
+            time.sleep(0.05)
+        out, _ = run.communicate(timeout=120)
+        wait_for(lambda: not guard_alive(record), 15, interval=0.1)
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+        kill_guard(record)
+    print("agent interrupt %s: stress gone after %s s" % (how, dict((p, round(t, 2)) for p, t in gone.items())))
+    assert sorted(gone) == sorted(PICKED) and max(gone.values()) <= 5.0, gone
+    assert run.returncode != 0
+    for pod in PICKED:
+        (experiment,) = [e for n, e in experiments(agent_lab, node_of(pod)).items() if n.startswith(name)]
+        assert len(events(experiment, "stop_requested")) == 1, node_of(pod)
+        assert experiment.outcome()["reason"] == "stop"
+    record_files = list((tmp_path / "reports").rglob("*.stop.json"))
+    assert record_files, "no stop record"
+    stop = json.loads(record_files[0].read_text())
+    assert stop["interrupted"] and stop["unreachable"] == [], stop
+    assert sorted(stop["hosts"]) == sorted(NODES) and all(h["stopped"] for h in stop["hosts"].values()), stop
+    if how == "SIGINT":
+        assert stop["signal"] == "SIGINT"
+        # The terminal shows one line per node.
+        assert all(("on %s: stopped" % node) in out for node in NODES), out[-2000:]
