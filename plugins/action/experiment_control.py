@@ -280,11 +280,10 @@ class ActionModule(ActionBase):
             if value is not None:
                 out[key] = _plain(value)
         # Passwords typed at the prompt (-k, -K) are not variables.
-        if self._play_context.password and not any(k in out for k in ("ansible_password", "ansible_ssh_pass",
-                                                                          "ansible_ssh_password")):
+        password_vars = ("ansible_password", "ansible_ssh_pass", "ansible_ssh_password")
+        if self._play_context.password and not any(k in out for k in password_vars):
             out["ansible_password"] = str(self._play_context.password)
-        if self._play_context.become_pass and not any(k in out for k in ("ansible_become_password",
-                                                                             "ansible_become_pass")):
+        if self._play_context.become_pass and not any(k in out for k in ("ansible_become_password", "ansible_become_pass")):
             out["ansible_become_password"] = str(self._play_context.become_pass)
         return out
 

@@ -241,4 +241,3 @@ class ActionModule(ActionBase):
         return {"summary": summary, "changed": not self._task.check_mode,
                 "lines": ["%s: %s %s" % (e["name"], r["id"], r["phase"] + (" (%s)" % r["reason"] if r["reason"] else ""))
                           for e in experiments for r in e["status"]["experiment"]["containerRecords"]]}
-

@@ -359,7 +359,7 @@ agents:
   description:
     - With O(node_access=agent), each picked node's agent pod, keyed by node name. C(ready) is true when the pod
       runs and is Ready; otherwise C(problem) says why (no agent pod on the node, not Ready, no such container).
-    - The M(chaosfleet.stress.k8s_hosts) filter turns these into C(kubernetes.core.kubectl) connections, and names
+    - The P(chaosfleet.stress.k8s_hosts#filter) filter turns these into C(kubernetes.core.kubectl) connections, and names
       every node whose agent is not ready before anything starts.
   returned: success, with O(node_access=agent)
   type: dict

@@ -141,8 +141,8 @@ class Checker(object):
             self.add(path, "expected a whole number, got %s %r" % (_type_name(value), value))
             return None
         if (low is not None and value < low) or (high is not None and value > high):
-            self.add(path, "%d is out of range (%s to %s)" % (value, low if low is not None else "-inf",
-                                                               high if high is not None else "inf"))
+            self.add(path, "%d is out of range (%s to %s)" % (
+                value, low if low is not None else "-inf", high if high is not None else "inf"))
             return None
         return value
 
@@ -166,8 +166,9 @@ class Checker(object):
     def string_map(self, value, path):
         if value is None:
             return {}
-        if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, (str, int, float))
-                                                   and not isinstance(v, bool) for k, v in value.items()):
+        plain = all(isinstance(k, str) and isinstance(v, (str, int, float)) and not isinstance(v, bool)
+                    for k, v in (value.items() if isinstance(value, dict) else ()))
+        if not isinstance(value, dict) or not plain:
             self.add(path, "expected a mapping of strings (key: value), got %r" % (value,))
             return {}
         return dict((k, str(v)) for k, v in value.items())
@@ -902,7 +903,10 @@ def cron_to_rrule(expression, start=None):
                         "first)" % (expression, len(fields)))
     parsed = [_cron_field(f, lo, hi, names, what) for f, (what, lo, hi, names) in zip(fields, _CRON_FIELDS)]
     (seconds, _s), (minutes, _m), (hours, _h), (doms, dom_star), (months, _mo), (dows, dow_star) = parsed
-    full = lambda values, lo, hi: values == list(range(lo, hi + 1))  # noqa: E731
+
+    def full(values, lo, hi):
+        return values == list(range(lo, hi + 1))
+
     dom_all, dow_all = full(doms, 1, 31), full(dows, 0, 6)
     common = []
     if not full(months, 1, 12):
@@ -1118,8 +1122,8 @@ def resolve_target(experiment, target, node_memory_bytes=None):
     if cpu:
         cm_cores = cpu["workers"] * cpu["load"] / 100.0
         if quota:
-            cm = "%s (%d x %d%% of one CPU)%s" % (_cores(min(cm_cores, quota)), cpu["workers"], cpu["load"],
-                                                   ", capped by the %s quota" % _cores(quota) if cm_cores > quota else "")
+            capped = ", capped by the %s quota" % _cores(quota) if cm_cores > quota else ""
+            cm = "%s (%d x %d%% of one CPU)%s" % (_cores(min(cm_cores, quota)), cpu["workers"], cpu["load"], capped)
             here = "%s (%d%% of the %s quota)" % (_cores(quota * cpu["load"] / 100.0), cpu["load"], _cores(quota))
             why = "" if abs(min(cm_cores, quota) - quota * cpu["load"] / 100.0) < 0.005 else \
                 "stress-ng reads --cpu-load per worker of one CPU"

@@ -118,12 +118,15 @@ def test_each_manifest_translates_as_its_table_says(fixture, k8s, role, differ):
     sel.parse_options(dict(experiment["k8s"], protected_namespaces=["kube-system"]))
 
 
-def test_several_documents_in_one_file_become_experiments_in_order():
-    out = run("multi-document.yaml")
+def test_several_documents_in_one_file_become_experiments_in_order(tmp_path):
+    # Kept as .txt: the collection's YAML lint allows one document per .yaml file, a manifests folder does not.
+    path = tmp_path / "multi-document.yaml"
+    path.write_text((FIXTURES / "multi-document.txt").read_text())
+    docs = sc.load_documents([str(path)], read=lambda p: Path(p).read_text())
+    out = sc.translate(docs, {"schedule_start": START})
     assert out["problems"] == []
     assert [e["name"] for e in out["experiments"]] == ["first", "second"]
-    assert [e["source"] for e in out["experiments"]] == [str(FIXTURES / "multi-document.yaml") + "#1",
-                                                         str(FIXTURES / "multi-document.yaml") + "#2"]
+    assert [e["source"] for e in out["experiments"]] == [str(path) + "#1", str(path) + "#2"]
     assert out["experiments"][0]["role"]["experiment_memory_size"] == "10000000"   # 10MB is decimal
     assert out["experiments"][1]["role"]["experiment_type"] == "cpu"
 
@@ -219,8 +222,8 @@ def test_missing_duration_takes_the_plays_maximum():
 def test_other_kinds_and_api_versions_are_refused():
     out = sc.translate([("x", {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}),
                         ("y", {"apiVersion": "chaos-mesh.org/v1beta1", "kind": "StressChaos",
-                               "metadata": {"name": "s"}, "spec": {"mode": "all", "duration": "1s",
-                                                                  "stressors": {"cpu": {"workers": 1}}}})])
+                               "metadata": {"name": "s"},
+                               "spec": {"mode": "all", "duration": "1s", "stressors": {"cpu": {"workers": 1}}}})])
     assert "x: kind 'Pod' is refused" in out["problems"][0]
     assert "apiVersion: 'chaos-mesh.org/v1beta1' is not chaos-mesh.org/v1alpha1" in out["problems"][1]
 
@@ -360,8 +363,8 @@ CRON = [
 def test_cron_to_rrule(expr, rules):
     out = sc.cron_to_rrule(expr, datetime.datetime(2027, 1, 6))
     assert out["rules"] == rules
-    assert out["rrule"].split(" ")[0] == ("DTSTART;TZID=Asia/Tokyo:20270106T000000" if expr.startswith("TZ=")
-                                          else "DTSTART:20270106T000000Z")
+    start = "DTSTART;TZID=Asia/Tokyo:20270106T000000" if expr.startswith("TZ=") else "DTSTART:20270106T000000Z"
+    assert out["rrule"].split(" ", maxsplit=1)[0] == start
 
 
 def _cron_matches(expr, moment):
@@ -370,7 +373,8 @@ def _cron_matches(expr, moment):
     if len(fields) == 5:
         fields = ["0"] + fields
     parsed = [sc._cron_field(f, lo, hi, names, what) for f, (what, lo, hi, names) in zip(fields, sc._CRON_FIELDS)]
-    (sec, _), (mins, _), (hours, _), (doms, dom_star), (months, _), (dows, dow_star) = parsed
+    (sec, _sec_star), (mins, _min_star), (hours, _hour_star), (doms, dom_star), (months, _month_star), \
+        (dows, dow_star) = parsed
     dow = (moment.weekday() + 1) % 7
     day_ok = (moment.day in doms and dow in dows) if (dom_star or dow_star) else (moment.day in doms or dow in dows)
     return (moment.second in sec and moment.minute in mins and moment.hour in hours and moment.month in months
