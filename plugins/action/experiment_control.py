@@ -25,6 +25,7 @@ from ansible.utils.collection_loader import AnsibleCollectionConfig
 
 from ansible_collections.chaosfleet.stress.plugins.module_utils._units import UnitError, parse_duration
 from ansible_collections.chaosfleet.stress.plugins.plugin_utils import _control, _stop_guard
+from ansible_collections.chaosfleet.stress.plugins.plugin_utils._report import plain_value
 
 STEPS = ("request", "clock", "preflight", "baseline", "gate", "arm", "tick", "disarm", "result", "collect")
 ROLE_PREFIX = "experiment_"
@@ -242,7 +243,7 @@ class ActionModule(ActionBase):
             "playbook": {"pid": playbook, "start_time": _stop_guard.start_time(stat)},
             "hosts": dict((h, self._connection_of(task_vars, h)) for h in hosts),
             "play_keywords": self._guard_keywords(),
-            "cliargs": dict((k, _plain(val)) for k, val in context.CLIARGS.items() if k not in GUARD_CLIARGS_LEFT_OUT),
+            "cliargs": dict((k, plain_value(val)) for k, val in context.CLIARGS.items() if k not in GUARD_CLIARGS_LEFT_OUT),
             "collections_paths": list(AnsibleCollectionConfig.collection_paths or []),
             "stop_record": _stop_guard.stop_record_path(str(v["report_dest"]), basename)
             if _control._bool(v["report"]) else None,
@@ -278,7 +279,7 @@ class ActionModule(ActionBase):
             except Exception:  # pylint: disable=broad-except  # a variable that cannot be templated is left out
                 continue
             if value is not None:
-                out[key] = _plain(value)
+                out[key] = plain_value(value)
         # Passwords typed at the prompt (-k, -K) are not variables.
         password_vars = ("ansible_password", "ansible_ssh_pass", "ansible_ssh_password")
         if self._play_context.password and not any(k in out for k in password_vars):
@@ -292,24 +293,9 @@ class ActionModule(ActionBase):
         for key in GUARD_KEYWORDS:
             value = getattr(self._task, key, None)
             if value not in (None, ""):
-                out[key] = _plain(value)
+                out[key] = plain_value(value)
         return out
 
     def _disarm(self, args, task_vars):
         guard = args.get("guard") or self._var(task_vars, "__experiment_guard") or {}
         return {"disarmed": _stop_guard.disarm(guard) if guard.get("armed") else False}
-
-
-def _plain(value):
-    """JSON-safe plain values (Ansible 2.19 hands out tagged str/dict/list subclasses)."""
-    if isinstance(value, dict):
-        return dict((str(k), _plain(v)) for k, v in value.items())
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_plain(v) for v in value]
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        return float(value)
-    return str(value)

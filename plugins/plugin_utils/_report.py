@@ -75,12 +75,13 @@ class ReportError(Exception):
 # ---------------------------------------------------------------- input
 
 
-def _plain(value):
-    """Copy templated task args into plain dicts, lists and scalars (JSON- and Jinja-safe)."""
+def plain_value(value):
+    """Copy templated task args into plain dicts, lists and scalars (JSON- and Jinja-safe): Ansible 2.19 hands
+    out tagged str/dict/list subclasses."""
     if isinstance(value, dict):
-        return dict((str(k), _plain(v)) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return dict((str(k), plain_value(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [plain_value(v) for v in value]
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, int):
@@ -109,7 +110,7 @@ def collect(results, expected_hosts):
     Raises ReportError for anything that is not a result of a readable format.
     """
     reported, failed, missing, problems, versions = {}, {}, [], [], []
-    for index, (key, value) in enumerate(_entries(_plain(results))):
+    for index, (key, value) in enumerate(_entries(plain_value(results))):
         label = key if key is not None else "results[%d]" % index
         if value is None or value == {} or (isinstance(value, dict) and value.get("skipped")):
             if key is not None:

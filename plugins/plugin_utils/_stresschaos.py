@@ -434,6 +434,19 @@ def _mode(check, spec, table, k8s):
     table.append(row("spec.mode / spec.value", "%s %s: %s" % (mode, written, what), "the same arithmetic"))
 
 
+def _workers(check, workers, path, kind, out):
+    """A stressor's workers: Chaos Mesh lets 0 (or none) through and then stresses nothing, so it is refused."""
+    if workers is None:
+        check.add(path + ".workers", "missing: Chaos Mesh reads it as 0 and stresses nothing; give 1 or more")
+    elif check.integer(workers, path + ".workers") is not None:
+        if workers <= 0:
+            check.add(path + ".workers", "%d: Chaos Mesh accepts it and stresses nothing; give 1 or more" % workers)
+        elif workers > WORKER_LIMITS[kind]:
+            check.add(path + ".workers", "%d is out of range (1 to %d)" % (workers, WORKER_LIMITS[kind]))
+        else:
+            out["workers"] = workers
+
+
 def _memory(check, stressors, table, settings, annotations):
     memory = check.mapping(stressors.get("memory"), "spec.stressors.memory")
     if stressors.get("memory") is None:
@@ -441,16 +454,7 @@ def _memory(check, stressors, table, settings, annotations):
     check.unknown(memory, MEMORY_FIELDS, "spec.stressors.memory")
     path = "spec.stressors.memory"
     out = {}
-    workers = memory.get("workers")
-    if workers is None:
-        check.add(path + ".workers", "missing: Chaos Mesh reads it as 0 and stresses nothing; give 1 or more")
-    elif check.integer(workers, path + ".workers") is not None:
-        if workers <= 0:
-            check.add(path + ".workers", "%d: Chaos Mesh accepts it and stresses nothing; give 1 or more" % workers)
-        elif workers > WORKER_LIMITS["memory"]:
-            check.add(path + ".workers", "%d is out of range (1 to %d)" % (workers, WORKER_LIMITS["memory"]))
-        else:
-            out["workers"] = workers
+    _workers(check, memory.get("workers"), path, "memory", out)
     size = memory.get("size")
     if size is None or (isinstance(size, str) and not size.strip()):
         check.add(path + ".size", "empty: Chaos Mesh would start a stressor that adds nothing; give a size "
@@ -551,16 +555,7 @@ def _cpu(check, stressors, table):
     check.unknown(cpu, CPU_FIELDS, "spec.stressors.cpu")
     path = "spec.stressors.cpu"
     out = {}
-    workers = cpu.get("workers")
-    if workers is None:
-        check.add(path + ".workers", "missing: Chaos Mesh reads it as 0 and stresses nothing; give 1 or more")
-    elif check.integer(workers, path + ".workers") is not None:
-        if workers <= 0:
-            check.add(path + ".workers", "%d: Chaos Mesh accepts it and stresses nothing; give 1 or more" % workers)
-        elif workers > WORKER_LIMITS["cpu"]:
-            check.add(path + ".workers", "%d is out of range (1 to %d)" % (workers, WORKER_LIMITS["cpu"]))
-        else:
-            out["workers"] = workers
+    _workers(check, cpu.get("workers"), path, "cpu", out)
     load = cpu.get("load")
     if load is None:
         out["load"] = 100
