@@ -192,10 +192,16 @@ def remove_owned_dir(record):
     return True
 
 
+class LockBusy(StateError):
+    """Another run holds the lock."""
+
+
 class Lock(object):
     """An exclusive flock on ``<state_dir>/locks/<key>.lock``, held across a check and the act it guards.
 
-    Lock files stay (removing one would let two runs lock different files of the same name).
+    Retirement may unlink a lock file, but only while holding its flock. A run that opened the old file
+    before that gets its flock on an unlinked inode: it notices that the path no longer names its file and
+    locks the file now at the path instead, so two runs never hold different files of the same name.
     """
 
     def __init__(self, state_dir, key, busy_message, wait=0.0):
@@ -206,19 +212,33 @@ class Lock(object):
 
     def __enter__(self):
         ensure_root_dir(os.path.dirname(self.path))
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600)
         deadline = time.time() + self.wait
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o600)
+            self._flock(fd, deadline)
+            if self._still_at_path(fd):
+                self.fd = fd
+                return self
+            os.close(fd)  # the file was retired while we waited for it: lock its successor
+
+    def _flock(self, fd, deadline):
         while True:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
+                return
             except OSError as exc:
                 if exc.errno not in (errno.EAGAIN, errno.EACCES) or time.time() >= deadline:
                     os.close(fd)
-                    raise StateError(self.busy_message)
+                    raise LockBusy(self.busy_message)
                 time.sleep(0.05)
-        self.fd = fd
-        return self
+
+    def _still_at_path(self, fd):
+        mine = os.fstat(fd)
+        try:
+            now = os.stat(self.path, follow_symlinks=False)
+        except OSError:
+            return False
+        return (mine.st_dev, mine.st_ino) == (now.st_dev, now.st_ino)
 
     def __exit__(self, *exc):
         os.close(self.fd)  # closing drops the lock

@@ -216,9 +216,28 @@ options:
   stress_ng_path:
     description: Path of stress-ng. Default is the one on C(PATH).
     type: path
+  retain_count:
+    description:
+      - When this module starts an experiment, it then retires the state of ended experiments in O(state_dir)
+        (their directories and lock files). An ended experiment is kept while it is among the O(retain_count)
+        newest ended ones B(or) ended less than O(retain_age) ago; it is removed only when it is outside both.
+      - A running experiment (no outcome yet, or its supervisor still alive) and one whose state cannot be read
+        are never removed; the latter are listed in RV(retire_errors).
+      - V(0) keeps none by count, so O(retain_age) alone decides.
+      - Retirement is best effort and never fails the start. It does not run in check mode, on a heartbeat or a stop.
+    type: int
+    default: 20
+  retain_age:
+    description:
+      - How long an ended experiment is kept by age, a duration (V(168h), V(30m)); at most V(8784h) (366 days).
+      - V(off) (or V(0)) keeps none by age, so O(retain_count) alone decides. With O(retain_count=0) too, every
+        ended experiment is removed at the next start.
+    type: str
+    default: 168h
 notes:
   - An experiment that ended is not restarted by calling V(present) again with the same parameters; the module
-    reports how it ended. Use a new O(name) for a new run.
+    reports how it ended. Use a new O(name) for a new run. Once its state was retired (O(retain_count),
+    O(retain_age)) the name is free again and V(present) starts a new run.
   - Starting, stopping and heartbeating hold a lock per experiment name, and starting also holds one per target
     cgroup (under O(state_dir)/locks), across the check and the act. Of two runs that start the same name, or
     two experiments on the same target, at the same moment exactly one starts; the other fails saying so.
@@ -369,6 +388,18 @@ result_stored:
       the node. Such a name is done; O(state=present) only reports it again, whatever the other options say.
   returned: when the experiment exists
   type: bool
+retired:
+  description: Names of ended experiments whose state this start removed from the node (see O(retain_count)).
+  returned: when an experiment was started
+  type: list
+  elements: str
+retire_errors:
+  description:
+    - What retirement could not do, one line each, for example an experiment whose state cannot be read (left
+      alone). Retirement never fails the start.
+  returned: when an experiment was started
+  type: list
+  elements: str
 '''
 
 import os
@@ -388,9 +419,13 @@ from ansible_collections.chaosfleet.stress.plugins.module_utils._experiment impo
 from ansible_collections.chaosfleet.stress.plugins.module_utils._mounts import CgroupError
 from ansible_collections.chaosfleet.stress.plugins.module_utils._plan import PlanError, make_plan, planned_argvs
 from ansible_collections.chaosfleet.stress.plugins.module_utils._resolve import SELECTORS
+from ansible_collections.chaosfleet.stress.plugins.module_utils._retire import (
+    DEFAULT_RETAIN_AGE, DEFAULT_RETAIN_COUNT, parse_retain_age, retire,
+)
 from ansible_collections.chaosfleet.stress.plugins.module_utils._state import (
     StateError, list_experiments, name_lock, target_lock,
 )
+from ansible_collections.chaosfleet.stress.plugins.module_utils._units import UnitError
 from ansible_collections.chaosfleet.stress.plugins.module_utils._usage import read_usage
 
 # Parameters that define an experiment; a running one with other values is refused.
@@ -436,6 +471,8 @@ def argument_spec():
         state_dir=dict(type="path", default="/run/chaosfleet"),
         io_dir=dict(type="path", default="/var/tmp/chaosfleet"),
         stress_ng_path=dict(type="path"),
+        retain_count=dict(type="int", default=DEFAULT_RETAIN_COUNT),
+        retain_age=dict(type="str", default=DEFAULT_RETAIN_AGE),
     )
     return spec
 
@@ -546,7 +583,18 @@ def start(module, experiment, defining):
     if report["status"] != "running" and report["reason"] in ("attach_failed", "supervisor_error"):
         module.fail_json(msg="stress did not start: %s" % (report["outcome"] or {}).get("detail"), **report)
     report.update(changed=True, requested=requested(plan))
+    report.update(retire_after_start(params, experiment.name))
     module.exit_json(**report)
+
+
+def retire_after_start(params, name):
+    """Best effort: a failure to retire old state is reported, never fails the start."""
+    try:
+        retired, errors = retire(params["state_dir"], params["retain_count"], parse_retain_age(params["retain_age"]),
+                                 exclude=(name,))
+    except Exception as exc:  # pylint: disable=broad-except
+        retired, errors = [], ["retirement failed: %s" % exc]
+    return dict(retired=retired, retire_errors=errors)
 
 
 def main():
@@ -558,7 +606,10 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
+    if params["retain_count"] < 0:
+        module.fail_json(msg="retain_count must be 0 or more, got %d" % params["retain_count"])
     try:
+        parse_retain_age(params["retain_age"])
         experiment = Experiment(params["state_dir"], params["name"])
         if params["state"] == "absent":
             if module.check_mode:
@@ -571,7 +622,7 @@ def main():
         # A start or heartbeat never waits: a concurrent run of the same name gets a clear error instead.
         with name_lock(params["state_dir"], experiment.name):
             present(module, experiment)
-    except (CgroupError, PlanError, StateError, ExperimentError) as exc:
+    except (CgroupError, PlanError, StateError, ExperimentError, UnitError) as exc:
         module.fail_json(msg=str(exc))
 
 
