@@ -1,7 +1,7 @@
 """One full chaosfleet.stress.memory_stress run on a lab fleet, measured as a user sees it.
 
 Shared by benchmarks/bench_fleet.py (1 to 50 nodes, `make bench`) and
-tests/integration/test_fleet_scale.py (the 30-node case).
+tests/integration/test_fleet_scale.py (the session's 3-node fleet: the behaviour, no figures).
 """
 
 import collections

@@ -11,6 +11,7 @@ pytestmark = pytest.mark.lab
 MI = 1024 * 1024
 
 
+@pytest.mark.serial
 def test_window_of_several_targets(lab):
     a, b = lab_container(lab, "hello"), lab_container(lab, "payments")
     result = ok("cgroup_sample", {"targets": [{"container_id": a["id"]}, {"pod_uid": lab["pods"][2]["uid"]}],
@@ -28,6 +29,7 @@ def test_window_of_several_targets(lab):
     assert abs(result["results"][0]["summary"]["working_set_bytes"]["mean"] - working_set(a["cgroup_path"])) < 4 * MI
 
 
+@pytest.mark.serial
 def test_recovery_after_stop(lab, state_dir):
     container = lab_container(lab, "ledger")
     baseline = working_set(container["cgroup_path"])
@@ -45,6 +47,7 @@ def test_recovery_after_stop(lab, state_dir):
     assert len(result["results"][0]["samples"]) < 50
 
 
+@pytest.mark.serial
 def test_read_back_of_an_experiment(lab, state_dir):
     container = lab_container(lab, "hello")
     ok("stressor", dict(name="rb", container_id=container["id"], state_dir=state_dir, duration="4s",

@@ -68,6 +68,7 @@ def test_cgroup_info_finds_the_container_by_id(request, runtime, form, selector)
     ("docker", {"size": "268Mi"}),                 # the limit minus 32 MiB, 1-core quota
     ("podman", {"size": "100Mi", "workers": 4}),   # no CPU quota
 ], ids=ENGINES)
+@pytest.mark.serial
 def test_memory_stress_lands_inside_and_is_sized(request, state_dir, runtime, memory):
     state = engine(request, runtime)
     container = engine_container(state)

@@ -23,7 +23,7 @@ from tests.integration.lab_fixtures import lab_container
 from tests.integration.vm_fixtures import run_ansible_module, vm_lab_container, vm_lab_hostvars, vm_ssh, write_inventory
 from tests.integration.vm_fixtures import vm_node  # noqa: F401  pylint: disable=unused-import
 
-pytestmark = [pytest.mark.lab, pytest.mark.slow]
+pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.serial]
 SIDE_CPU_CORES = 0.02
 
 

@@ -199,8 +199,8 @@ def test_http_ports_are_distinct(lab):
 # ------------------------------------------------------------------ restart and destroy
 
 
-def test_restart_replaces_app_container_with_new_id(lab_factory):
-    lab = lab_factory()
+def test_restart_replaces_app_container_with_new_id(lab):
+    # The session's lab: restart_pod updates it in place, so later tests find the new container.
     old = dict(lab_container(lab, "hello"))
     new = restart_pod(lab, "hello")
     assert new["id"] != old["id"] and re.fullmatch(r"[0-9a-f]{64}", new["id"])

@@ -164,6 +164,7 @@ def faults(app, double, workdir):
     return run, dead
 
 
+@pytest.mark.serial
 def test_slow_answers_fail_the_latency_threshold(faults, app):
     run, _ = faults
     got = dict((p["name"], p) for p in run["slow"]["probes"])

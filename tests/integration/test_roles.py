@@ -65,6 +65,7 @@ def test_memory_experiment_runs_on_every_node_reports_and_reruns_unchanged(fleet
     assert report_path.read_text() == before
 
 
+@pytest.mark.serial
 def test_cpu_experiment_with_survey_strings(fleet, tmp_path):
     # Every value a string, as an AWX survey sends it.
     name = unique("cpu")

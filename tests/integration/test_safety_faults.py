@@ -39,6 +39,7 @@ def alive(pid):
         return False
 
 
+@pytest.mark.serial
 def test_killed_supervisor_takes_its_stress_along_and_the_next_heartbeat_aborts(lab, state_dir):
     container = lab_container(lab, "checkout")
     params = dict(memory={"size": "30Mi"}, cpu={"load": 20}, heartbeat_timeout="60s")
@@ -105,6 +106,7 @@ def spawn_with_pid(pid, argv, attempts=50):
     pytest.skip("could not get PID %d for the foreign process" % pid)
 
 
+@pytest.mark.serial
 def test_a_foreign_process_that_takes_a_recorded_process_group_is_never_signalled(lab, state_dir):
     container = lab_container(lab, "payments")
     params = dict(memory={"size": "20Mi"})

@@ -57,6 +57,7 @@ SIZING = [
 ]
 
 
+@pytest.mark.serial
 @pytest.mark.parametrize("case, pod, memory, expected", SIZING, ids=[row[0] for row in SIZING])
 def test_working_set_increase_matches_the_request(lab, state_dir, case, pod, memory, expected):
     container = lab_container(lab, pod)
@@ -82,6 +83,7 @@ def test_working_set_increase_matches_the_request(lab, state_dir, case, pod, mem
     assert wait_released(container, baseline)
 
 
+@pytest.mark.serial
 def test_ramp_is_close_to_linear(lab, state_dir):
     container = lab_container(lab, "hello")
     baseline = settled_working_set(container)
@@ -108,6 +110,7 @@ def cpu_cores_used(container, seconds):
     return (read_int("cpuacct", path, "cpuacct.usage") - before) / 1e9 / seconds
 
 
+@pytest.mark.serial
 @pytest.mark.parametrize("pod", ["hello", "checkout"])
 def test_cpu_load_is_a_share_of_the_quota(lab, state_dir, pod):
     container = lab_container(lab, pod)
@@ -119,6 +122,7 @@ def test_cpu_load_is_a_share_of_the_quota(lab, state_dir, pod):
     assert 45 <= load <= 55, "load %.1f%% of the quota for 50%% asked" % load
 
 
+@pytest.mark.serial
 def test_over_limit_oom_kills_the_stressor_and_the_app_keeps_serving(lab, state_dir):
     container = lab_container(lab, "hello")
     text = open("/sys/fs/cgroup/memory%s/memory.oom_control" % container["cgroup_path"]).read()
@@ -145,6 +149,7 @@ def test_over_limit_oom_kills_the_stressor_and_the_app_keeps_serving(lab, state_
     assert http_ok(container)
 
 
+@pytest.mark.serial
 def test_dead_man_ends_the_stress_without_heartbeats(lab, state_dir):
     container = lab_container(lab, "ledger")
     start(state_dir, "deadman", container, memory={"size": "50Mi"}, heartbeat_timeout="5s", duration="2m")
@@ -156,6 +161,7 @@ def test_dead_man_ends_the_stress_without_heartbeats(lab, state_dir):
     assert result["changed"] is False and result["reason"] == "heartbeat"
 
 
+@pytest.mark.serial
 def test_heartbeat_keeps_it_alive_and_present_twice_is_one_experiment(lab, state_dir):
     container = lab_container(lab, "ledger")
     # Each ansible run takes a few seconds itself (6-7 s at load 12): the timeout leaves room for that.
@@ -171,6 +177,7 @@ def test_heartbeat_keeps_it_alive_and_present_twice_is_one_experiment(lab, state
     assert stress_pids(container["cgroup_path"])
 
 
+@pytest.mark.serial
 def test_absent_from_a_fresh_process_stops_everything_even_without_the_supervisor(lab, state_dir):
     container = lab_container(lab, "checkout")
     started = start(state_dir, "orphaned", container, memory={"size": "30Mi"}, cpu={"load": 20})
@@ -283,6 +290,7 @@ def test_a_second_experiment_on_the_same_target_is_refused(lab, state_dir):
                                                         state_dir=state_dir, duration="60s", cpu={"load": 10}))
 
 
+@pytest.mark.serial
 def test_guard_max_working_set_ends_it_on_the_node(lab, state_dir):
     container = lab_container(lab, "hello")
     start(state_dir, "guarded", container, memory={"size": "200Mi", "ramp": "6s"}, guard={"max_working_set": "100Mi"})
@@ -303,6 +311,7 @@ def test_target_restarted_is_reported(lab, state_dir):
     assert result["status"] == "aborted" and result["reason"] == "target_gone"
 
 
+@pytest.mark.serial
 def test_an_app_oom_kill_is_attributed_to_the_app(lab, state_dir):
     """A BestEffort-like app (oom_score_adj 1000, as kubelet sets it) that holds more memory than the
     stress worker is the OOM killer's choice, not the stressor; the node records it as an app kill."""

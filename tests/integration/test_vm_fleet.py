@@ -7,13 +7,28 @@ import types
 
 import pytest
 
-from tests.integration.fleet_fixtures import fleet  # noqa: F401  pylint: disable=unused-import
+from tests.integration.fleet_fixtures import down, fleet_unavailable, up
 from tests.integration.fleet_fixtures import fast_experiment, kill_group, run_playbook, start_playbook, unique
 from tests.integration.vm_fixtures import new_vm_name, run_vm, vm_hostvars, vm_lab_hostvars, vm_ssh
 from tests.integration.vm_fixtures import vm_node  # noqa: F401  pylint: disable=unused-import
 
-pytestmark = [pytest.mark.lab, pytest.mark.slow]
+# With the VM's other tests, on the worker that has the VM (tests/README.md): the shared fleet's tests run on
+# another worker at the same time, so these tests bring v1 nodes of their own (the fixture below).
+pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.xdist_group("vm")]
 MiB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    """Two SSH nodes for this module alone, taken down after it, pass or fail."""
+    reason = fleet_unavailable()
+    if reason:
+        pytest.skip(reason)
+    built = up(2)
+    try:
+        yield built
+    finally:
+        down(built)
 
 
 # Under qemu's software emulation one module run on the VM takes seconds, and each heartbeat

@@ -360,6 +360,7 @@ def test_oom_group_kill_takes_app_with_stressor_and_is_counted(vm_node, inventor
     assert new["id"] != app["id"] and new["oom_group"] is True
 
 
+@pytest.mark.serial
 def test_dead_man_ends_the_stress_on_v2(vm_node, inventory):
     app = vm_lab_container(vm_node, "payments")
     name = "cfvm-deadman-" + vm_node["name"][5:]
@@ -375,6 +376,7 @@ def test_dead_man_ends_the_stress_on_v2(vm_node, inventory):
     assert stress_processes(cgroup_info(inventory, container_id=app["id"])["cgroups"][0]) == []
 
 
+@pytest.mark.serial
 def test_cpu_load_is_a_share_of_the_v2_quota(vm_node, inventory):
     app = vm_lab_container(vm_node, "hello")  # cpu.max 50000 100000: half a core
     name = "cfvm-cpu-" + vm_node["name"][5:]

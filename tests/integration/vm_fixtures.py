@@ -4,7 +4,8 @@ Import the fixtures into a conftest (``from tests.integration.vm_fixtures import
 or register this module as a plugin.
 
 - ``vm_node`` (session): boots one VM per test session, builds its runc lab in v2 mode,
-  yields ``{name, ssh_port, key, lab, hostvars, summary}``; always powered off at the end.
+  yields ``{name, ssh_port, key, lab, hostvars, summary}``; always powered off at the end. Under
+  scripts/test.sh it is the one VM the script booted for all its passes (CHAOSFLEET_TEST_VM).
 - ``vm_hostvars(summary)``: the Ansible host variables that reach the VM over SSH.
 - ``write_inventory(path, hosts)``: a YAML inventory from {host: hostvars}.
 - ``run_ansible_module(inventory, pattern, module, args)``: ``ansible`` ad hoc from the
@@ -23,12 +24,16 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration.shared import adopted, shared
+
 REPO = Path(__file__).resolve().parents[2]
 VM_SCRIPT = REPO / "tests" / "vm" / "vm.py"
 ANSIBLE = REPO / ".venv" / "bin" / "ansible"
 GUEST_PYTHON = "/usr/bin/python3"
 # One TCG boot takes about 30 s here; the margin covers a loaded 2-core CI machine.
 BOOT_TIMEOUT = 150
+# The `vm.py up` summary (JSON file) of a VM booted for the whole run by scripts/test.sh.
+SHARED_VM_ENV = "CHAOSFLEET_TEST_VM"
 
 
 def vm_unavailable():
@@ -196,8 +201,26 @@ def qemu_alive(state):
     return fields[0] not in ("Z", "X") and int(fields[19]) == state.get("start_time")
 
 
+def vm_from_summary(name, summary):
+    return {"name": name, "ssh_port": summary["ssh_port"], "key": summary["key"],
+            "lab": summary["lab"], "hostvars": vm_hostvars(summary), "summary": summary}
+
+
 @pytest.fixture(scope="session")
 def vm_node():
+    """One VM per test process however many modules import this fixture (tests/integration/shared.py), or
+    the one scripts/test.sh booted for all its passes (CHAOSFLEET_TEST_VM)."""
+    yield from shared("vm_node", _vm_node)
+
+
+def _vm_node():
+    summary_path = adopted(SHARED_VM_ENV)
+    if summary_path:
+        summary = json.loads(Path(summary_path).read_text())
+        vm = vm_from_summary(summary["name"], summary)
+        vm_refresh_lab(vm)  # an earlier pass may have restarted a pod
+        yield vm
+        return
     reason = vm_unavailable()
     if reason:
         pytest.skip(reason)
@@ -205,9 +228,7 @@ def vm_node():
     try:
         result = run_vm("up", "--name", name, "--timeout", str(BOOT_TIMEOUT),
                         timeout=BOOT_TIMEOUT + 120)
-        summary = json.loads(result.stdout)
-        yield {"name": name, "ssh_port": summary["ssh_port"], "key": summary["key"],
-               "lab": summary["lab"], "hostvars": vm_hostvars(summary), "summary": summary}
+        yield vm_from_summary(name, json.loads(result.stdout))
     finally:
         state_path = REPO / ".lab" / "vm" / (name + ".json")
         state = json.loads(state_path.read_text()) if state_path.exists() else {}
