@@ -43,7 +43,7 @@ stop_background() {  # an interrupted run: end the background phases by the PIDs
   wait 2>/dev/null
   cleanup
 }
-bg_pids=()
+bg_pids=() bg_logs=() bg_cmds=()
 trap stop_background EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
@@ -86,7 +86,6 @@ start() {  # a phase in the background; `finish` prints its output and records i
   bg_logs+=("$log")
   bg_cmds+=("$*")
 }
-bg_logs=() bg_cmds=()
 
 finish() {  # wait for every background phase, in the order they started
   local i rc seconds
