@@ -19,7 +19,7 @@ import uuid
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(REPO, ".collections"))
 
-from ansible_collections.chaosfleet.stress.plugins.module_utils._common import node_resolver  # noqa: E402
+from ansible_collections.chaosfleet.stress.plugins.module_utils._target_options import node_resolver  # noqa: E402
 
 CONTROLLERS = ("memory", "cpu", "cpuacct")
 

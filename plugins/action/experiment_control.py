@@ -3,7 +3,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Action for chaosfleet.stress.experiment_control: the experiment role's decisions.
 
-Each step is one call into plugin_utils/_control.py. Steps for one host (request,
+Each step is one call into plugin_utils/_experiment_decisions.py. Steps for one host (request,
 preflight, baseline, result) read that host's variables; steps for the whole
 experiment (gate, tick, collect) run once and read each participant's variables
 once. Nothing runs on the node.
@@ -24,7 +24,7 @@ from ansible.plugins.loader import connection_loader
 from ansible.utils.collection_loader import AnsibleCollectionConfig
 
 from ansible_collections.chaosfleet.stress.plugins.module_utils._units import UnitError, parse_duration
-from ansible_collections.chaosfleet.stress.plugins.plugin_utils import _control, _stop_guard
+from ansible_collections.chaosfleet.stress.plugins.plugin_utils import _experiment_decisions, _stop_guard
 from ansible_collections.chaosfleet.stress.plugins.plugin_utils._report import plain_value
 
 STEPS = ("request", "clock", "preflight", "baseline", "gate", "arm", "tick", "disarm", "result", "collect")
@@ -85,7 +85,7 @@ class ActionModule(ActionBase):
 
     def _request(self, args, task_vars):
         v = self._role_vars(task_vars)
-        out = _control.request(v, task_vars["inventory_hostname"])
+        out = _experiment_decisions.request(v, task_vars["inventory_hostname"])
         if out["problems"]:
             raise AnsibleActionFail("invalid input for experiment %s: %s" % (v.get("name"), "; ".join(out["problems"])))
         return out
@@ -98,16 +98,16 @@ class ActionModule(ActionBase):
                                         "oom_group_policy", "oom_group_ack"))
         request = self._var(task_vars, "__experiment_request")
         check = args["check"] or {}
-        replace = _control._bool(v["replace"])
+        replace = _experiment_decisions._bool(v["replace"])
         done = bool(check.get("result_stored")) and not replace
-        problem = "" if done else _control.target_problem(check, v["type"], _control._bool(v["require_limit"]))
+        problem = "" if done else _experiment_decisions.target_problem(check, v["type"], _experiment_decisions._bool(v["require_limit"]))
         oom_group = bool(not problem and v["type"] == "memory" and (check.get("limits") or {}).get("oom_group") is True)
         if not (problem or done):
-            problem = _control.plan_problem(
-                check, request["node_name"], request["interval"], _control._bool(v["allow_oom"]),
+            problem = _experiment_decisions.plan_problem(
+                check, request["node_name"], request["interval"], _experiment_decisions._bool(v["allow_oom"]),
                 v["min_free_percent"], replace,
                 oom_group_ack_needed=oom_group and v["oom_group_policy"] == "require_ack"
-                and not _control._bool(v["oom_group_ack"]))
+                and not _experiment_decisions._bool(v["oom_group_ack"]))
         clock = self._var(task_vars, "__experiment_clock") or {}
         check_round = round(time.time() - clock["at"], 3) if clock.get("at") else None
         return {"problem": problem, "done": done, "target": check.get("target") if not problem else None,
@@ -116,7 +116,7 @@ class ActionModule(ActionBase):
 
     def _baseline(self, args, task_vars):
         round_ = args["round"] or []
-        return {"problem": _control.baseline_problem(args["sample"], round_),
+        return {"problem": _experiment_decisions.baseline_problem(args["sample"], round_),
                 "summary": ((args["sample"] or {}).get("results") or [{}])[0].get("summary"), "round": round_}
 
     def _result(self, args, task_vars):
@@ -127,7 +127,7 @@ class ActionModule(ActionBase):
         request = self._var(task_vars, "__experiment_request")
         gate = self._var(task_vars, "__experiment_gate") or {}
         plan = (self._var(task_vars, "__experiment_preflight") or {}).get("plan") or {}
-        heartbeat = _control.heartbeat_stats(state, request["interval"], gate.get("heartbeat_timeout"))
+        heartbeat = _experiment_decisions.heartbeat_stats(state, request["interval"], gate.get("heartbeat_timeout"))
         heartbeat.update(configured_timeout_seconds=plan.get("heartbeat_timeout_seconds"),
                          check_round_seconds=gate.get("check_round_seconds"))
         probes = [p["name"] for p in request.get("probes") or []] or None
@@ -135,7 +135,7 @@ class ActionModule(ActionBase):
         error = self._var(task_vars, "__experiment_error") or ""
         lost = mine.get("lost") or ""
         recovery = args["recovery"]
-        return {"result": _control.result(
+        return {"result": _experiment_decisions.result(
             args["node"] if not lost else None, str(v["name"]), host,
             (self._var(task_vars, "__experiment_baseline") or {}).get("summary"), probes, mine.get("probes"),
             request["threshold"], recovery, state.get("abort_reason") or "", lost or error, heartbeat,
@@ -153,8 +153,8 @@ class ActionModule(ActionBase):
         hostvars = task_vars["hostvars"]
         hosts = dict((h, self._of(hostvars, h, "__experiment_problem", "")) for h in
                      self._participants(task_vars, str(v["name"])))
-        out = _control.gate(hosts, task_vars["ansible_play_hosts"], v["preflight_max_failed_percent"],
-                            _control._bool(v["any_errors_fatal"]))
+        out = _experiment_decisions.gate(hosts, task_vars["ansible_play_hosts"], v["preflight_max_failed_percent"],
+                            _experiment_decisions._bool(v["any_errors_fatal"]))
         rounds, configured = [], None
         for host in out["participants"]:
             preflight = self._of(hostvars, host, "__experiment_preflight", {})
@@ -163,7 +163,7 @@ class ActionModule(ActionBase):
             configured = configured or (preflight.get("plan") or {}).get("heartbeat_timeout_seconds")
         request = self._var(task_vars, "__experiment_request")
         out["check_round_seconds"] = max(rounds) if rounds else None
-        out["heartbeat_timeout"] = _control.effective_timeout(configured or 30, request["interval"],
+        out["heartbeat_timeout"] = _experiment_decisions.effective_timeout(configured or 30, request["interval"],
                                                               out["check_round_seconds"])
         # A heartbeat gives up after a third of the dead-man: the node is tried again next tick.
         out["beat_timeout"] = max(3, out["heartbeat_timeout"] // 3)
@@ -184,7 +184,7 @@ class ActionModule(ActionBase):
                 continue
             errors[host] = self._of(hostvars, host, "__experiment_error", "")
             raw = self._of(hostvars, host, "__experiment_heartbeat")
-            beat = None if raw is None or raw.get("skipped") else _control.parse_beat(raw)
+            beat = None if raw is None or raw.get("skipped") else _experiment_decisions.parse_beat(raw)
             if beat is not None and host not in previous:
                 # The first tick: the deadline comes from the start's answer.
                 started = self._of(hostvars, host, "__experiment_beat", {})
@@ -196,9 +196,9 @@ class ActionModule(ActionBase):
                     "interval": request["interval"], "threshold": request["threshold"],
                     "timeout": gate["heartbeat_timeout"],
                     "max_failed_percent": v["max_failed_nodes_percent"],
-                    "any_errors_fatal": _control._bool(v["any_errors_fatal"]),
-                    "abort_on_app_oom_kill": _control._bool(v["abort_on_app_oom_kill"])}
-        out = _control.tick(state, beats, rounds, task_vars["ansible_play_hosts"], time.time(), settings, errors)
+                    "any_errors_fatal": _experiment_decisions._bool(v["any_errors_fatal"]),
+                    "abort_on_app_oom_kill": _experiment_decisions._bool(v["abort_on_app_oom_kill"])}
+        out = _experiment_decisions.tick(state, beats, rounds, task_vars["ansible_play_hosts"], time.time(), settings, errors)
         if out["wait"] > 0:
             # ansible-playbook forwards SIGINT/SIGTERM to this worker: the guard starts the stop at once.
             with _stop_guard.signal_hooks((self._var(task_vars, "__experiment_guard") or {}).get("dir")):
@@ -211,7 +211,7 @@ class ActionModule(ActionBase):
         hostvars = task_vars["hostvars"]
         hosts = dict((h, (self._of(hostvars, h, "__experiment_result"), self._of(hostvars, h, "__experiment_problem")))
                      for h in self._participants(task_vars, str(v["name"])))
-        return {"results": _control.report_input(hosts)}
+        return {"results": _experiment_decisions.report_input(hosts)}
 
     # ------------------------------------------------------------ the stop guard
 
@@ -219,7 +219,7 @@ class ActionModule(ActionBase):
         """Start the stop guard for this experiment's starting hosts (run_once, before the inject)."""
         v = self._role_vars(task_vars, ("name", "stop_guard", "stop_timeout", "stop_guard_dir", "duration",
                                         "state_dir", "report", "report_dest", "report_basename"))
-        if not _control._bool(v["stop_guard"]):
+        if not _experiment_decisions._bool(v["stop_guard"]):
             return {"armed": False}
         gate = self._var(task_vars, "__experiment_gate") or {}
         request = self._var(task_vars, "__experiment_request")
@@ -234,7 +234,7 @@ class ActionModule(ActionBase):
         stat = _stop_guard.read_stat(playbook)
         if stat is None:
             raise AnsibleActionFail("the stop guard cannot find ansible-playbook (PID %d)" % playbook)
-        basename = _control.report_basename(v["name"], v.get("report_basename"), task_vars.get("awx_job_id"))
+        basename = _experiment_decisions.report_basename(v["name"], v.get("report_basename"), task_vars.get("awx_job_id"))
         config = {
             "experiment": str(v["name"]), "node_name": request["node_name"],
             "state_dir": str(v["state_dir"]), "timeout": timeout,
@@ -246,7 +246,7 @@ class ActionModule(ActionBase):
             "cliargs": dict((k, plain_value(val)) for k, val in context.CLIARGS.items() if k not in GUARD_CLIARGS_LEFT_OUT),
             "collections_paths": list(AnsibleCollectionConfig.collection_paths or []),
             "stop_record": _stop_guard.stop_record_path(str(v["report_dest"]), basename)
-            if _control._bool(v["report"]) else None,
+            if _experiment_decisions._bool(v["report"]) else None,
         }
         started = time.time()
         try:

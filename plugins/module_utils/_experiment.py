@@ -21,12 +21,12 @@ import time
 
 # Imported by name (not importlib) so AnsiballZ packs them: the supervisor needs all of them.
 from ansible_collections.chaosfleet.stress.plugins.module_utils import (
-    _control, _mounts, _oom, _plan, _prefetch, _resolve, _state as state, _supervisor, _units, _usage,
+    _mounts, _oom, _plan, _prefetch, _resolve, _state as state, _supervisor, _supervisor_core, _units, _usage,
 )
 
 PACKAGE = "ansible_collections.chaosfleet.stress.plugins.module_utils"
 # What the supervisor imports; copied next to the state so it outlives Ansible's temporary files.
-SUPERVISOR_MODULES = (_mounts, _resolve, _units, _usage, state, _oom, _plan, _prefetch, _control, _supervisor)
+SUPERVISOR_MODULES = (_mounts, _resolve, _units, _usage, state, _oom, _plan, _prefetch, _supervisor_core, _supervisor)
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 20.0
 

@@ -4,7 +4,7 @@
 """The per-experiment supervisor: a detached process on the node.
 
 It attaches every stress process to the target cgroup before it allocates,
-samples the target, carries out what the decision core (``_control.py``:
+samples the target, carries out what the decision core (``_supervisor_core.py``:
 ramp steps, settling, top-ups, guards, deadline, heartbeat, CPU correction)
 says, and on any ending kills only the process groups it started, checks
 they are gone, and records the outcome. This file is the I/O around the core.
@@ -26,7 +26,7 @@ import sys
 import time
 
 from ansible_collections.chaosfleet.stress.plugins.module_utils import _state as state
-from ansible_collections.chaosfleet.stress.plugins.module_utils._control import Control
+from ansible_collections.chaosfleet.stress.plugins.module_utils._supervisor_core import Control
 from ansible_collections.chaosfleet.stress.plugins.module_utils._oom import KernelLog, OomTracker
 from ansible_collections.chaosfleet.stress.plugins.module_utils._plan import cpu_argv, io_argv, memory_argv, raw_argv
 from ansible_collections.chaosfleet.stress.plugins.module_utils._prefetch import prefetch, program_files

@@ -184,7 +184,7 @@ cgroups:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.chaosfleet.stress.plugins.module_utils._common import (
+from ansible_collections.chaosfleet.stress.plugins.module_utils._target_options import (
     TARGET_ARGSPEC,
     TARGET_MUTUALLY_EXCLUSIVE,
     TARGET_REQUIRED_ONE_OF,

@@ -149,7 +149,7 @@ experiment_result:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.chaosfleet.stress.plugins.module_utils._common import (
+from ansible_collections.chaosfleet.stress.plugins.module_utils._target_options import (
     TARGET_ARGSPEC,
     node_resolver,
     target_params,

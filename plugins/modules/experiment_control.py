@@ -4,7 +4,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 
 # Documentation only: the work is done on the controller by the action plugin of the
-# same name (plugins/action/experiment_control.py) with plugins/plugin_utils/_control.py.
+# same name (plugins/action/experiment_control.py) with plugins/plugin_utils/_experiment_decisions.py.
 
 from __future__ import absolute_import, division, print_function
 

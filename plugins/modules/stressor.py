@@ -407,7 +407,7 @@ import sys
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.chaosfleet.stress.plugins.module_utils._common import (
+from ansible_collections.chaosfleet.stress.plugins.module_utils._target_options import (
     TARGET_ARGSPEC,
     TARGET_MUTUALLY_EXCLUSIVE,
     node_resolver,

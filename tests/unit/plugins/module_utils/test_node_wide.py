@@ -1,7 +1,7 @@
 """Node-wide targets (issue 11, point 2): the one resolver flags them, and refuses them when asked to."""
 import pytest
 
-from ansible_collections.chaosfleet.stress.plugins.module_utils._common import node_resolver
+from ansible_collections.chaosfleet.stress.plugins.module_utils._target_options import node_resolver
 from ansible_collections.chaosfleet.stress.plugins.module_utils._mounts import CgroupError
 from tests.unit.nodefix import FakeNode
 

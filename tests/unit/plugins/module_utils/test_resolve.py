@@ -1,6 +1,6 @@
 import pytest
 
-from ansible_collections.chaosfleet.stress.plugins.module_utils._common import node_resolver
+from ansible_collections.chaosfleet.stress.plugins.module_utils._target_options import node_resolver
 from ansible_collections.chaosfleet.stress.plugins.module_utils._mounts import CgroupError
 from ansible_collections.chaosfleet.stress.plugins.module_utils._resolve import classify
 from tests.unit.nodefix import FakeNode

@@ -280,3 +280,18 @@ def test_heartbeat_timeout_default_and_off(value, duration, expected):
 def test_heartbeat_timeout_refuses_anything_else(value):
     with pytest.raises(UnitError):
         heartbeat_timeout_seconds(value, 600)
+
+
+# ------------------------------------------------------------------ experiment names
+@pytest.mark.parametrize("name", ["a", "checkout-mem", "run_1.2", "A" * 100])
+def test_good_names(name):
+    assert state.validate_name(name) == name
+
+
+@pytest.mark.parametrize("name", [
+    "", "a/b", "..", "a..b", ".hidden", "-x", "a b", "a\n", "a\r\n", "a\x00", "A" * 101,
+    "\u0663", "caf\u00e9", "\uff41", None,
+])
+def test_bad_names(name):
+    with pytest.raises(state.StateError, match="not allowed"):
+        state.validate_name(name)

@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from ansible_collections.chaosfleet.stress.plugins.module_utils._common import node_resolver
+from ansible_collections.chaosfleet.stress.plugins.module_utils._target_options import node_resolver
 from ansible_collections.chaosfleet.stress.plugins.module_utils._usage import read_pressure, read_sample, read_usage
 from tests.unit.nodefix import FakeNode, fixture_path
 

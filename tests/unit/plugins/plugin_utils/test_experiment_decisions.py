@@ -1,10 +1,10 @@
-"""The experiment role's decisions (plugin_utils/_control.py), one row per decision case."""
+"""The experiment role's decisions (plugin_utils/_experiment_decisions.py), one row per decision case."""
 
 import subprocess
 
 import pytest
 
-from ansible_collections.chaosfleet.stress.plugins.plugin_utils import _control
+from ansible_collections.chaosfleet.stress.plugins.plugin_utils import _experiment_decisions
 
 GOOD = {
     "name": "e1", "type": "memory", "container_id": "abc", "memory_size": "32Mi", "memory_target_usage": "",
@@ -49,13 +49,13 @@ REQUEST_CASES = [
     (None, []),
 ])
 def test_probes_from_a_list_or_survey_text(value, names):
-    probes, problem = _control.parse_probes(value)
+    probes, problem = _experiment_decisions.parse_probes(value)
     assert problem == "" and [p["name"] for p in probes] == names
 
 
 @pytest.mark.parametrize("change, words", [c[1:] for c in REQUEST_CASES], ids=[c[0] for c in REQUEST_CASES])
 def test_request(change, words):
-    out = _control.request(dict(GOOD, **change), "h1")
+    out = _experiment_decisions.request(dict(GOOD, **change), "h1")
     if words is None:
         assert out["problems"] == []
         assert out["memory"]["workers"] == int(change.get("memory_workers", 1))
@@ -65,7 +65,7 @@ def test_request(change, words):
 
 
 def test_request_builds_cpu_and_guard():
-    out = _control.request(dict(GOOD, type="cpu", cpu_load="75", cpu_workers="2", max_working_set="90%"), "h1")
+    out = _experiment_decisions.request(dict(GOOD, type="cpu", cpu_load="75", cpu_workers="2", max_working_set="90%"), "h1")
     assert out["cpu"] == {"load": 75.0, "workers": 2}
     assert out["memory"] is None
     assert out["guard"] == {"stop_on_app_oom_kill": True, "stop_if_target_gone": True, "max_working_set": "90%"}
@@ -95,7 +95,7 @@ PLAN_CASES = [
 @pytest.mark.parametrize("check, options, words", [c[1:] for c in PLAN_CASES], ids=[c[0] for c in PLAN_CASES])
 def test_plan_problem(check, options, words):
     kwargs = dict({"interval": 5, "allow_oom": False, "min_free_percent": 0, "replace": False}, **options)
-    problem = _control.plan_problem(check, "e1", **kwargs)
+    problem = _experiment_decisions.plan_problem(check, "e1", **kwargs)
     assert (words in problem) if words else problem == ""
 
 
@@ -119,7 +119,7 @@ TARGET_CASES = [
 
 @pytest.mark.parametrize("check, kind, words", [c[1:] for c in TARGET_CASES], ids=[c[0] for c in TARGET_CASES])
 def test_target_problem(check, kind, words):
-    problem = _control.target_problem(check, kind, True)
+    problem = _experiment_decisions.target_problem(check, kind, True)
     assert (words in problem) if words else problem == ""
 
 
@@ -133,7 +133,7 @@ BASELINE_CASES = [
 
 @pytest.mark.parametrize("sample, round_, words", [c[1:] for c in BASELINE_CASES], ids=[c[0] for c in BASELINE_CASES])
 def test_baseline_problem(sample, round_, words):
-    problem = _control.baseline_problem(sample, round_)
+    problem = _experiment_decisions.baseline_problem(sample, round_)
     assert (words in problem) if words else problem == ""
 
 
@@ -149,7 +149,7 @@ GATE_CASES = [
 @pytest.mark.parametrize("hosts, play_hosts, allowed, fatal, start, not_ready", [c[1:] for c in GATE_CASES],
                          ids=[c[0] for c in GATE_CASES])
 def test_gate(hosts, play_hosts, allowed, fatal, start, not_ready):
-    out = _control.gate(hosts, play_hosts, allowed, fatal)
+    out = _experiment_decisions.gate(hosts, play_hosts, allowed, fatal)
     assert out["start"] is start
     assert dict((h, w[:len(not_ready[h])]) for h, w in out["not_ready"].items()) == not_ready
     if not start:
@@ -209,7 +209,7 @@ TICK_CASES = [
                          ids=[c[0] for c in TICK_CASES])
 def test_tick(state, beats, rounds, play_hosts, now, change, want):
     done, abort, active, wait = want
-    out = _control.tick(state, beats, rounds, play_hosts, now, dict(SETTINGS, **change))
+    out = _experiment_decisions.tick(state, beats, rounds, play_hosts, now, dict(SETTINGS, **change))
     assert out["done"] is done
     assert (abort in out["abort_reason"]) if abort else out["abort_reason"] == ""
     assert sorted(h for h, s in out["hosts"].items() if s["active"]) == active
@@ -217,7 +217,7 @@ def test_tick(state, beats, rounds, play_hosts, now, change, want):
 
 
 def test_tick_a_host_whose_task_failed_is_failed_and_counted():
-    out = _control.tick(None, {"a": beat(), "b": beat()}, {}, ["a", "b"], 100.0, dict(SETTINGS, max_failed_percent=0),
+    out = _experiment_decisions.tick(None, {"a": beat(), "b": beat()}, {}, ["a", "b"], 100.0, dict(SETTINGS, max_failed_percent=0),
                         errors={"a": "Probe the steady state failed: boom"})
     assert out["hosts"]["a"]["status"] == "failed" and not out["hosts"]["a"]["active"]
     assert out["done"] and "1 of 2 nodes failed (a)" in out["abort_reason"]
@@ -226,12 +226,12 @@ def test_tick_a_host_whose_task_failed_is_failed_and_counted():
 def test_tick_counts_probes_and_round_times():
     state = None
     for now, ok in ((100.0, True), (105.5, False), (111.0, True)):
-        state = _control.tick(state, {"a": beat(), "b": beat()}, {"a": [{"name": "web", "ok": ok, "detail": "d"}]},
+        state = _experiment_decisions.tick(state, {"a": beat(), "b": beat()}, {"a": [{"name": "web", "ok": ok, "detail": "d"}]},
                               ["a", "b"], now, dict(SETTINGS, threshold=5))
         state["tick_end"] = now + state["wait"]
     assert state["hosts"]["a"]["probes"]["web"] == {"checks": 3, "failures": 1, "last_failure": "d"}
     assert state["round_seconds"] == [0.5, 1.0]
-    stats = _control.heartbeat_stats(state, 5, 30)
+    stats = _experiment_decisions.heartbeat_stats(state, 5, 30)
     assert (stats["round_p50_seconds"], stats["round_p95_seconds"], stats["rounds"]) == (0.5, 1.0, 2)
 
 
@@ -240,7 +240,7 @@ def test_tick_counts_probes_and_round_times():
     (list(range(1, 101)), 0.95, 95),
 ])
 def test_percentile(values, share, want):
-    assert _control.percentile(values, share) == want
+    assert _experiment_decisions.percentile(values, share) == want
 
 
 NODE = {"experiment_result": {"format_version": 1, "host": "x", "experiment": "e1", "status": "stopped",
@@ -275,7 +275,7 @@ def _tally(*rounds):
      "last failure in recovery: HTTP 503"),
 ])
 def test_result_explains_each_probe_from_the_tally(rounds, held, detail):
-    out = _control.result(NODE, "e1", "h1", None, ["web"], {}, 0, None, "", "", {"rounds": 1}, tally=_tally(*rounds),
+    out = _experiment_decisions.result(NODE, "e1", "h1", None, ["web"], {}, 0, None, "", "", {"rounds": 1}, tally=_tally(*rounds),
                           k8s_target={"namespace": "shop", "pod": "web-1", "container": "app", "node": "n1"})
     probe = out["steady_state"]["probes"][0]
     assert out["steady_state"]["held"] is held and probe["ok"] is held
@@ -288,7 +288,7 @@ def test_result_explains_each_probe_from_the_tally(rounds, held, detail):
                          ids=[c[0] for c in RESULT_CASES])
 def test_result(node, stats, abort, error, want):
     probes = ["web"] if stats is not None else None
-    out = _control.result(node, "e1", "h1", None, probes, stats, 0, None, abort, error, {"rounds": 1})
+    out = _experiment_decisions.result(node, "e1", "h1", None, probes, stats, 0, None, abort, error, {"rounds": 1})
     if want[0] == "failed":
         assert out == {"failed": True, "msg": out["msg"]} and want[1] in out["msg"]
         return
@@ -300,12 +300,12 @@ def test_result(node, stats, abort, error, want):
 
 
 def test_report_input():
-    out = _control.report_input({"a": ({"format_version": 1}, ""), "b": (None, "no target"), "c": (None, "")})
+    out = _experiment_decisions.report_input({"a": ({"format_version": 1}, ""), "b": (None, "no target"), "c": (None, "")})
     assert out == {"a": {"format_version": 1}, "b": {"failed": True, "msg": "not started: no target"}, "c": None}
 
 
 def test_beat_command_quotes_the_directory():
-    command = _control.beat_command("/run/chaos fleet/", "e1")
+    command = _experiment_decisions.beat_command("/run/chaos fleet/", "e1")
     assert command.startswith("cd '/run/chaos fleet/experiments/e1' 2>/dev/null || ")
     assert "touch heartbeat" in command
 
@@ -316,13 +316,13 @@ def test_beat_command_answers_behind_its_mark_in_a_real_shell(tmp_path):
                                 ("gone", None, "absent")]:
         if outcome:
             (tmp_path / "experiments" / "e1" / "outcome.json").write_text(outcome)
-        out = subprocess.run(["sh", "-c", "echo motd; " + _control.beat_command(str(tmp_path), name)],
+        out = subprocess.run(["sh", "-c", "echo motd; " + _experiment_decisions.beat_command(str(tmp_path), name)],
                              capture_output=True, text=True, check=True).stdout
-        assert _control.parse_beat({"rc": 0, "stdout": out})["status"] == want
+        assert _experiment_decisions.parse_beat({"rc": 0, "stdout": out})["status"] == want
     assert (tmp_path / "experiments" / "e1" / "heartbeat").exists()
 
 
-M = _control.BEAT_MARK
+M = _experiment_decisions.BEAT_MARK
 
 
 @pytest.mark.parametrize("raw, want", [
@@ -342,13 +342,13 @@ M = _control.BEAT_MARK
 ], ids=["running", "ended", "absent", "behind login noise", "unreachable", "timed out", "shell error", "garbage",
         "unmarked", "cut short", "not an object"])
 def test_parse_beat(raw, want):
-    assert _control.parse_beat(raw) == want
+    assert _experiment_decisions.parse_beat(raw) == want
 
 
 def test_a_stress_running_long_past_its_deadline_is_left_to_the_read_back():
     state = {"hosts": {"a": {"status": "running", "active": True, "last_beat": 90.0, "probes": {}, "deadline": 60.0},
                        "b": {"status": "finished", "active": False, "last_beat": 90.0, "probes": {}, "deadline": 60.0}}}
-    out = _control.tick(state, {"a": {"status": "running"}}, {}, ["a", "b"], 100.0, SETTINGS)
+    out = _experiment_decisions.tick(state, {"a": {"status": "running"}}, {}, ["a", "b"], 100.0, SETTINGS)
     assert out["hosts"]["a"]["status"] == "overdue" and out["done"] and out["abort_reason"] == ""
 
 
@@ -360,4 +360,4 @@ def test_a_stress_running_long_past_its_deadline_is_left_to_the_read_back():
     (15.0, 2, 20.0, 66),    # a very slow one
 ], ids=["unmeasured", "fast", "at the edge", "slow", "very slow"])
 def test_effective_timeout(configured, interval, round_seconds, want):
-    assert _control.effective_timeout(configured, interval, round_seconds) == want
+    assert _experiment_decisions.effective_timeout(configured, interval, round_seconds) == want

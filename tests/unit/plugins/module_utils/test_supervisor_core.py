@@ -2,8 +2,8 @@
 
 import pytest
 
-from ansible_collections.chaosfleet.stress.plugins.module_utils import _control as control
-from ansible_collections.chaosfleet.stress.plugins.module_utils._control import Control
+from ansible_collections.chaosfleet.stress.plugins.module_utils import _supervisor_core as control
+from ansible_collections.chaosfleet.stress.plugins.module_utils._supervisor_core import Control
 from ansible_collections.chaosfleet.stress.plugins.module_utils._plan import instance_overhead
 
 MI = 1024 * 1024

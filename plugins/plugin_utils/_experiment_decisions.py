@@ -7,7 +7,7 @@ The role (roles/experiment) only sequences tasks; every choice it makes is here:
 input checks, the preflight and baseline verdicts, the gate, the heartbeat and
 probe bookkeeping with the abort conditions and the wait between ticks, and the
 result assembly. The clock is passed in, so everything is unit-tested as tables
-(tests/unit/plugins/plugin_utils/test_control.py).
+(tests/unit/plugins/plugin_utils/test_experiment_decisions.py).
 
 Decisions for the whole experiment (gate, tick, collect) read each participant
 once per call; nothing loops over all hosts for each host.
