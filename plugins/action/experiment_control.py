@@ -3,8 +3,9 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Action for chaosfleet.stress.experiment_control: the experiment role's decisions.
 
-Each step is one call into plugin_utils/_experiment_decisions.py. Steps for one host (request,
-preflight, baseline, result) read that host's variables; steps for the whole
+Each step is one call into plugin_utils/_experiment_decisions.py: the action reads variables, the
+decisions are made there. Steps for one host (request, preflight, baseline, result, failure) read
+that host's variables; steps for the whole
 experiment (gate, tick, collect) run once and read each participant's variables
 once. Nothing runs on the node.
 """
@@ -24,10 +25,12 @@ from ansible.plugins.loader import connection_loader
 from ansible.utils.collection_loader import AnsibleCollectionConfig
 
 from ansible_collections.chaosfleet.stress.plugins.module_utils._units import UnitError, parse_duration
-from ansible_collections.chaosfleet.stress.plugins.plugin_utils import _experiment_decisions, _stop_guard
-from ansible_collections.chaosfleet.stress.plugins.plugin_utils._report import plain_value
+from ansible_collections.chaosfleet.stress.plugins.module_utils._probe_checks import normalize_all
+from ansible_collections.chaosfleet.stress.plugins.plugin_utils import _experiment_decisions, _search, _stop_guard
+from ansible_collections.chaosfleet.stress.plugins.plugin_utils._plain import plain_value
 
-STEPS = ("request", "clock", "preflight", "baseline", "gate", "arm", "tick", "disarm", "result", "collect")
+STEPS = ("request", "clock", "preflight", "baseline", "gate", "arm", "tick", "disarm", "result", "collect", "failure",
+         "search_start", "search_next", "search_fleet", "search_result")
 ROLE_PREFIX = "experiment_"
 ARGUMENT_SPEC = dict(
     step=dict(type="str", required=True, choices=list(STEPS)),
@@ -38,11 +41,15 @@ ARGUMENT_SPEC = dict(
     node=dict(type="dict"),
     recovery=dict(type="dict"),
     guard=dict(type="dict"),
+    search_round=dict(type="int"),
 )
 # Keywords of the stop task the guard runs, taken from the role's own tasks (inherited from the play,
 # the role or the block), so the stop connects and becomes exactly as the stress start did.
 GUARD_KEYWORDS = ("become", "become_method", "become_user", "become_flags", "become_exe", "remote_user",
                   "connection")
+# The per-host variables a monitor tick reads (what the host's tasks left), by the name tick_input knows them.
+TICK_VARS = (("error", "__experiment_error"), ("heartbeat", "__experiment_heartbeat"), ("started", "__experiment_beat"),
+             ("probe_round", "__experiment_probe_round"))
 # What of ansible-playbook's command line the guard does not take over (task selection, the playbook, vars
 # files: the hosts' connection variables are copied already templated).
 GUARD_CLIARGS_LEFT_OUT = ("args", "extra_vars", "inventory", "vault_ids", "vault_password_files")
@@ -54,11 +61,19 @@ class ActionModule(ActionBase):
     _requires_connection = False
 
     def _role_vars(self, task_vars, keys=None):
-        """The experiment_* variables of this host (or only ``keys``), templated, without the prefix."""
+        """The experiment_* variables of this host (or only ``keys``), templated, without the prefix.
+
+        In a search, the level's own values (__experiment_level) come first: they must win over
+        extra vars, which no variable of the role's can.
+        """
         out = {}
         for key in task_vars:
             if key.startswith(ROLE_PREFIX) and (keys is None or key[len(ROLE_PREFIX):] in keys):
                 out[key[len(ROLE_PREFIX):]] = self._templar.template(task_vars[key])
+        level = (self._var(task_vars, "__experiment_level") or {}) if self._var(task_vars, "__experiment_search_level") else {}
+        for key, value in level.items():
+            if keys is None or key in keys:
+                out[key] = value
         return out
 
     def _var(self, task_vars, name, default=None):
@@ -88,6 +103,8 @@ class ActionModule(ActionBase):
         out = _experiment_decisions.request(v, task_vars["inventory_hostname"])
         if out["problems"]:
             raise AnsibleActionFail("invalid input for experiment %s: %s" % (v.get("name"), "; ".join(out["problems"])))
+        # What the role's tasks read of the settings a search level sets (see _role_vars).
+        out["settings"] = dict((key, v.get(key)) for key in _search.LEVEL_TASK_SETTINGS)
         return out
 
     def _clock(self, args, task_vars):
@@ -96,50 +113,31 @@ class ActionModule(ActionBase):
     def _preflight(self, args, task_vars):
         v = self._role_vars(task_vars, ("type", "require_limit", "allow_oom", "min_free_percent", "replace",
                                         "oom_group_policy", "oom_group_ack"))
-        request = self._var(task_vars, "__experiment_request")
-        check = args["check"] or {}
-        replace = _experiment_decisions._bool(v["replace"])
-        done = bool(check.get("result_stored")) and not replace
-        problem = "" if done else _experiment_decisions.target_problem(check, v["type"], _experiment_decisions._bool(v["require_limit"]))
-        oom_group = bool(not problem and v["type"] == "memory" and (check.get("limits") or {}).get("oom_group") is True)
-        if not (problem or done):
-            problem = _experiment_decisions.plan_problem(
-                check, request["node_name"], request["interval"], _experiment_decisions._bool(v["allow_oom"]),
-                v["min_free_percent"], replace,
-                oom_group_ack_needed=oom_group and v["oom_group_policy"] == "require_ack"
-                and not _experiment_decisions._bool(v["oom_group_ack"]))
         clock = self._var(task_vars, "__experiment_clock") or {}
-        check_round = round(time.time() - clock["at"], 3) if clock.get("at") else None
-        return {"problem": problem, "done": done, "target": check.get("target") if not problem else None,
-                "check_round_seconds": check_round, "plan": check.get("plan"), "status": check.get("status"),
-                "argv": check.get("argv") or [], "oom_group_warning": oom_group}
+        return _experiment_decisions.preflight_step(args["check"], self._var(task_vars, "__experiment_request"), v,
+                                                    clock.get("at"), time.time())
 
     def _baseline(self, args, task_vars):
-        round_ = args["round"] or []
-        return {"problem": _experiment_decisions.baseline_problem(args["sample"], round_),
-                "summary": ((args["sample"] or {}).get("results") or [{}])[0].get("summary"), "round": round_}
+        return _experiment_decisions.baseline_step(args["sample"], args["round"])
 
     def _result(self, args, task_vars):
         v = self._role_vars(task_vars, ("name", "k8s_target"))
+        seen = dict((key, self._var(task_vars, "__experiment_" + key))
+                    for key in ("request", "gate", "preflight", "baseline", "probe_round", "error"))
+        return {"result": _experiment_decisions.result_step(task_vars["inventory_hostname"], v, seen, args["state"],
+                                                            args["node"], args["recovery"])}
+
+    def _failure(self, args, task_vars):
+        """Fail this host when its run failed (lost, aborted, a task error, any_errors_fatal), after the report."""
+        v = self._role_vars(task_vars, ("name", "fail_on_abort", "any_errors_fatal"))
         host = task_vars["inventory_hostname"]
-        state = args["state"] or {}
-        mine = (state.get("hosts") or {}).get(host) or {}
-        request = self._var(task_vars, "__experiment_request")
-        gate = self._var(task_vars, "__experiment_gate") or {}
-        plan = (self._var(task_vars, "__experiment_preflight") or {}).get("plan") or {}
-        heartbeat = _experiment_decisions.heartbeat_stats(state, request["interval"], gate.get("heartbeat_timeout"))
-        heartbeat.update(configured_timeout_seconds=plan.get("heartbeat_timeout_seconds"),
-                         check_round_seconds=gate.get("check_round_seconds"))
-        probes = [p["name"] for p in request.get("probes") or []] or None
-        probe_round = self._var(task_vars, "__experiment_probe_round") or {}
-        error = self._var(task_vars, "__experiment_error") or ""
-        lost = mine.get("lost") or ""
-        recovery = args["recovery"]
-        return {"result": _experiment_decisions.result(
-            args["node"] if not lost else None, str(v["name"]), host,
-            (self._var(task_vars, "__experiment_baseline") or {}).get("summary"), probes, mine.get("probes"),
-            request["threshold"], recovery, state.get("abort_reason") or "", lost or error, heartbeat,
-            tally=probe_round.get("tally"), k8s_target=v.get("k8s_target") or None)}
+        why = _experiment_decisions.failure_step(
+            host, v, self._var(task_vars, "__experiment_control"), self._var(task_vars, "__experiment_gate"),
+            task_vars["ansible_play_hosts"], self._var(task_vars, "__experiment_error") or "")
+        out = {"failure": why}
+        if why:
+            out.update(failed=True, msg="experiment %s on %s: %s" % (v["name"], host, why))
+        return out
 
     # ------------------------------------------------------------ the whole experiment
 
@@ -153,52 +151,21 @@ class ActionModule(ActionBase):
         hostvars = task_vars["hostvars"]
         hosts = dict((h, self._of(hostvars, h, "__experiment_problem", "")) for h in
                      self._participants(task_vars, str(v["name"])))
-        out = _experiment_decisions.gate(hosts, task_vars["ansible_play_hosts"], v["preflight_max_failed_percent"],
-                            _experiment_decisions._bool(v["any_errors_fatal"]))
-        rounds, configured = [], None
-        for host in out["participants"]:
-            preflight = self._of(hostvars, host, "__experiment_preflight", {})
-            if preflight.get("check_round_seconds") is not None:
-                rounds.append(preflight["check_round_seconds"])
-            configured = configured or (preflight.get("plan") or {}).get("heartbeat_timeout_seconds")
-        request = self._var(task_vars, "__experiment_request")
-        out["check_round_seconds"] = max(rounds) if rounds else None
-        out["heartbeat_timeout"] = _experiment_decisions.effective_timeout(configured or 30, request["interval"],
-                                                              out["check_round_seconds"])
-        # A heartbeat gives up after a third of the dead-man: the node is tried again next tick.
-        out["beat_timeout"] = max(3, out["heartbeat_timeout"] // 3)
-        if not out["start"]:
-            out["msg"] = "not starting experiment %s: %s" % (v["name"], out["msg"])
-        return out
+        preflights = dict((h, self._of(hostvars, h, "__experiment_preflight", {})) for h in hosts)
+        return _experiment_decisions.gate_step(hosts, preflights, task_vars["ansible_play_hosts"],
+                                               self._var(task_vars, "__experiment_request")["interval"], v)
 
     def _tick(self, args, task_vars):
         v = self._role_vars(task_vars, ("max_failed_nodes_percent", "any_errors_fatal", "abort_on_app_oom_kill"))
         hostvars = task_vars["hostvars"]
         gate = self._var(task_vars, "__experiment_gate")
-        request = self._var(task_vars, "__experiment_request")
         state = args["state"] or {}
-        previous = state.get("hosts") or {}
-        beats, rounds, errors = {}, {}, {}
-        for host in gate["participants"]:
-            if host in previous and not previous[host]["active"]:
-                continue
-            errors[host] = self._of(hostvars, host, "__experiment_error", "")
-            raw = self._of(hostvars, host, "__experiment_heartbeat")
-            beat = None if raw is None or raw.get("skipped") else _experiment_decisions.parse_beat(raw)
-            if beat is not None and host not in previous:
-                # The first tick: the deadline comes from the start's answer.
-                started = self._of(hostvars, host, "__experiment_beat", {})
-                beat["deadline"] = beat.get("deadline") or started.get("deadline")
-            if beat is not None and not beat.get("skipped"):
-                beats[host] = beat
-                rounds[host] = (self._of(hostvars, host, "__experiment_probe_round") or {}).get("probes") or []
-        settings = {"participants": [h for h in gate["participants"] if h not in gate["not_ready"]],
-                    "interval": request["interval"], "threshold": request["threshold"],
-                    "timeout": gate["heartbeat_timeout"],
-                    "max_failed_percent": v["max_failed_nodes_percent"],
-                    "any_errors_fatal": _experiment_decisions._bool(v["any_errors_fatal"]),
-                    "abort_on_app_oom_kill": _experiment_decisions._bool(v["abort_on_app_oom_kill"])}
-        out = _experiment_decisions.tick(state, beats, rounds, task_vars["ansible_play_hosts"], time.time(), settings, errors)
+        # What each host's tasks left: its error, heartbeat, the start's answer and its probe round.
+        seen = dict((h, dict((key, self._of(hostvars, h, name)) for key, name in TICK_VARS))
+                    for h in _experiment_decisions.tick_reads(gate, state))
+        out = _experiment_decisions.tick_step(state, seen, task_vars["ansible_play_hosts"], time.time(), gate,
+                                              self._var(task_vars, "__experiment_request"), v,
+                                              self._var(task_vars, "__experiment_search_level"))
         if out["wait"] > 0:
             # ansible-playbook forwards SIGINT/SIGTERM to this worker: the guard starts the stop at once.
             with _stop_guard.signal_hooks((self._var(task_vars, "__experiment_guard") or {}).get("dir")):
@@ -207,11 +174,11 @@ class ActionModule(ActionBase):
         return out
 
     def _collect(self, args, task_vars):
-        v = self._role_vars(task_vars, ("name",))
+        v = self._role_vars(task_vars, ("name", "expected_hosts", "report_basename"))
         hostvars = task_vars["hostvars"]
         hosts = dict((h, (self._of(hostvars, h, "__experiment_result"), self._of(hostvars, h, "__experiment_problem")))
                      for h in self._participants(task_vars, str(v["name"])))
-        return {"results": _experiment_decisions.report_input(hosts)}
+        return _experiment_decisions.collect_step(hosts, v, task_vars.get("awx_job_id"))
 
     # ------------------------------------------------------------ the stop guard
 
@@ -219,12 +186,11 @@ class ActionModule(ActionBase):
         """Start the stop guard for this experiment's starting hosts (run_once, before the inject)."""
         v = self._role_vars(task_vars, ("name", "stop_guard", "stop_timeout", "stop_guard_dir", "duration",
                                         "state_dir", "report", "report_dest", "report_basename"))
-        if not _experiment_decisions._bool(v["stop_guard"]):
+        if not _experiment_decisions.flag(v, "stop_guard"):
             return {"armed": False}
         gate = self._var(task_vars, "__experiment_gate") or {}
         request = self._var(task_vars, "__experiment_request")
-        hosts = [h for h in gate.get("participants") or [] if h not in (gate.get("not_ready") or {})
-                 and h in task_vars["ansible_play_hosts"]]
+        hosts = _experiment_decisions.starting_hosts(gate, task_vars["ansible_play_hosts"])
         try:
             timeout = parse_duration(v["stop_timeout"], "experiment_stop_timeout", maximum=600)
             duration = parse_duration(v["duration"], "experiment_duration")
@@ -246,7 +212,7 @@ class ActionModule(ActionBase):
             "cliargs": dict((k, plain_value(val)) for k, val in context.CLIARGS.items() if k not in GUARD_CLIARGS_LEFT_OUT),
             "collections_paths": list(AnsibleCollectionConfig.collection_paths or []),
             "stop_record": _stop_guard.stop_record_path(str(v["report_dest"]), basename)
-            if _experiment_decisions._bool(v["report"]) else None,
+            if _experiment_decisions.flag(v, "report") else None,
         }
         started = time.time()
         try:
@@ -299,3 +265,90 @@ class ActionModule(ActionBase):
     def _disarm(self, args, task_vars):
         guard = args.get("guard") or self._var(task_vars, "__experiment_guard") or {}
         return {"disarmed": _stop_guard.disarm(guard) if guard.get("armed") else False}
+
+    # ------------------------------------------------------------ the headroom search (plugin_utils/_search.py)
+
+    def _search_spec(self, task_vars):
+        v = self._role_vars(task_vars)
+        spec, problems = _search.parse(v, v.get("type"))
+        if problems:
+            raise AnsibleActionFail("invalid search for experiment %s: %s" % (v.get("name"), "; ".join(problems)))
+        probes, problem = _experiment_decisions.parse_probes(v.get("probes"))
+        if problem:
+            raise AnsibleActionFail(problem)
+        return v, spec, _search.probe_slos(normalize_all(probes) if probes else [])
+
+    def _search_start(self, args, task_vars):
+        """Check the search and plan this host's first level (every host searches on its own)."""
+        v, spec, slos = self._search_spec(task_vars)
+        state = _search.start(spec)
+        return {"name": str(v["name"]), "spec": spec, "slos": slos, "state": state, "rounds": _search.rounds(spec),
+                "level": _search.level_vars(spec, str(v["name"]), 1, state["next"], v.get("max_working_set")),
+                "threshold": int(str(v.get("probe_failure_threshold") or 0)), "record": None}
+
+    def _search_next(self, args, task_vars):
+        """After a level round: this host's entry for the level it ran, and its next level (or done)."""
+        search = dict(args["state"] or self._var(task_vars, "__experiment_search") or {})
+        state, spec = search["state"], search["spec"]
+        fleet = self._var(task_vars, "__experiment_search_fleet") or {}
+        ran = search.get("level") and self._var(task_vars, "__experiment_current") == search["level"]["name"]
+        if not state["done"] and ran:
+            entry = _search.level_entry(
+                spec, state["next"], self._var(task_vars, "__experiment_result"),
+                problem=self._var(task_vars, "__experiment_problem") or "",
+                error=self._var(task_vars, "__experiment_level_error") or self._var(task_vars, "__experiment_error")
+                or "", slos=search["slos"], threshold=search["threshold"], first=not state["levels"])
+            state = _search.advance(spec, state, entry)
+            search["record"] = _search.keep_record(search.get("record"), entry,
+                                                   self._var(task_vars, "__experiment_result"))
+        if fleet.get("stop"):
+            state = _search.stop_for_fleet(state)
+        level = {}
+        if not state["done"]:
+            v = self._role_vars(task_vars, ("max_working_set",))
+            level = _search.level_vars(spec, search["name"], int(args["search_round"]) + 2, state["next"],
+                                       v.get("max_working_set"))
+        return dict(search, state=state, level=level, confirm=self._confirm_level(search, state))
+
+    def _confirm_level(self, search, state):
+        """experiment_search_on_edge last_pass: the level to hold once more after the edge, or {}."""
+        spec = search["spec"]
+        if (spec["on_edge"] != "last_pass" or not state["done"] or state["lo"] < 0
+                or state["ended_by"] in ("recovery", "error", "app_oom")):
+            return {}
+        level = _search.level_vars(spec, search["name"], 0, state["lo"])
+        level["name"] = search["name"] + _search.CONFIRM_SUFFIX
+        return level
+
+    def _search_fleet(self, args, task_vars):
+        """Once per round: stop every node's search when more than the set share found its edge."""
+        name = (self._var(task_vars, "__experiment_search") or {}).get("name")
+        hostvars = task_vars["hostvars"]
+        states = {}
+        for host in task_vars["ansible_play_hosts_all"]:
+            search = self._of(hostvars, host, "__experiment_search") or {}
+            if search.get("name") == name and search.get("state"):
+                states[host] = search["state"]
+        first = next(iter(states), None)
+        share = ((self._of(hostvars, first, "__experiment_search") or {}).get("spec") or {}).get(
+            "max_edge_percent", 100) if first else 100
+        stop, reason = _search.fleet_stop(states, share)
+        return {"stop": stop, "reason": reason, "searching": sorted(h for h, st in states.items() if not st["done"])}
+
+    def _search_result(self, args, task_vars):
+        """This host's search as one experiment result: the edge level's record, with the headroom in `search`."""
+        search = self._var(task_vars, "__experiment_search") or {}
+        spec, state = search["spec"], search["state"]
+        confirmation = None
+        confirm = search.get("confirm") or {}
+        if confirm and self._var(task_vars, "__experiment_current") == confirm["name"]:
+            confirmation = _search.level_entry(
+                spec, state["lo"], self._var(task_vars, "__experiment_result"),
+                problem=self._var(task_vars, "__experiment_problem") or "",
+                error=self._var(task_vars, "__experiment_level_error") or "", slos=search["slos"],
+                confirmation=True, threshold=search["threshold"])
+            state = dict(state, levels=state["levels"] + [confirmation])
+        found = _search.headroom(spec, state, confirmation)
+        base = (search.get("record") or {}).get("result")
+        return {"result": _search.as_result(found, base, search["name"], task_vars["inventory_hostname"]),
+                "headroom": found, "stats": _search.host_stats(found)}

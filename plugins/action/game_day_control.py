@@ -14,14 +14,15 @@ __metaclass__ = type
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.chaosfleet.stress.plugins.module_utils._k8s_auth import NAMES as K8S_CONNECTION
 from ansible_collections.chaosfleet.stress.plugins.plugin_utils import _game_day
 from ansible_collections.chaosfleet.stress.plugins.plugin_utils._report import ReportError, write_game_day
 
-K8S_CONNECTION = ("kubeconfig", "context", "host", "api_key", "ca_cert", "validate_certs")
-# How the picked nodes are reached (k8s_node_access) and where their agents run: the play's k8s_* variables.
+# The play's k8s_* variables passed to k8s_targets: the API connection (K8S_CONNECTION, every auth option),
+# how the picked nodes are reached (k8s_node_access) and where their agents run.
 K8S_ACCESS = ("node_access", "agent_namespace", "agent_labels", "agent_container")
 ARGUMENT_SPEC = dict(
-    step=dict(type="str", required=True, choices=["check", "vars", "gate", "summary"]),
+    step=dict(type="str", required=True, choices=["check", "vars", "report_vars", "gate", "summary"]),
     role_defaults=dict(type="dict", default={}),
     plan=dict(type="dict"),
     batch=dict(type="int"),
@@ -76,6 +77,8 @@ class ActionModule(ActionBase):
         variables (k8s_kubeconfig, k8s_host, k8s_api_key, ...) or the K8S_AUTH_* environment, and the node
         access from k8s_node_access and k8s_agent_*, as for k8s_pod_stress."""
         selected, agents, problems = {}, {}, []
+        if not isinstance(spec, dict):  # _game_day.check says what is wrong with it
+            return selected, agents
         for experiment in (e for batch in _game_day.batches_of(spec) for e in batch if isinstance(e, dict)):
             if not isinstance(experiment.get("k8s"), dict):
                 continue
@@ -114,10 +117,25 @@ class ActionModule(ActionBase):
         return out
 
     def _vars(self, args, task_vars):
-        mine = _game_day.host_vars(self._spec(task_vars, raw=True), args["batch"], task_vars["inventory_hostname"],
+        # The names as the check templated them (the plan's keys); the other values as written.
+        mine = _game_day.host_vars(self._spec(task_vars), args["batch"], task_vars["inventory_hostname"],
                                    args["plan"]["hosts"], args["role_defaults"], args["plan"].get("targets"))
         # Only this host's experiment is templated, with this host's variables.
         return {"name": self._try(mine["name"]), "vars": self._templar.template(mine["vars"])}
+
+    def _report_vars(self, args, task_vars):
+        """Each experiment of the batch's own report settings, from the host that holds them."""
+        plan, hostvars = args["plan"], task_vars["hostvars"]
+        names = plan["plan"][args["batch"]]
+        seen = {}
+        for name in names:
+            host = _game_day.report_host(plan["hosts"].get(name), task_vars["ansible_play_hosts"])
+            try:
+                seen[host] = dict((key, hostvars[host].get(key)) for key in _game_day.REPORT_KEYS)
+            except KeyError:
+                continue
+        return {"experiments": _game_day.report_vars(names, plan["hosts"], task_vars["ansible_play_hosts"], seen,
+                                                     args["role_defaults"])}
 
     def _reports(self, task_vars, hosts):
         reports = {}

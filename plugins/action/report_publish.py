@@ -15,7 +15,7 @@ __metaclass__ = type
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.chaosfleet.stress.plugins.plugin_utils._publish import ARGUMENT_SPEC, PublishError, run
+from ansible_collections.chaosfleet.stress.plugins.plugin_utils._publish import ARGUMENT_SPEC, PublishError, outcome, run
 
 
 class ActionModule(ActionBase):
@@ -26,12 +26,15 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
         del tmp
-        args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)[1]
+        args = {}
         try:
+            args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)[1]
             result.update(run(args, check_mode=bool(self._task.check_mode)))
-        except PublishError as exc:
-            raise AnsibleActionFail(str(exc))
-        if result["errors"] and args["fail_on_error"]:
+        except (AnsibleActionFail, PublishError) as exc:
+            # Bad input, nothing published: still an outcome, so a no_log task's caller can show why.
+            result["msg"] = getattr(exc, "message", None) or str(exc)
+        result["outcome"] = outcome(result, args.get("copy_to"), args.get("fail_on_error", True))
+        if result["outcome"]["failure"]:
             result["failed"] = True
-            result["msg"] = "; ".join(result["errors"])
+            result["msg"] = result["outcome"]["failure"]
         return result

@@ -6,7 +6,7 @@
 An action rather than a module because the report is written on the controller
 and rendered with Jinja2 templates shipped in the collection; an action reads
 them straight from the installed collection, with no AnsiballZ round trip and
-no copy of the results to a node. The work is in plugin_utils/_report.py.
+no copy of the results to a node. The work is in plugin_utils/_report.py and the _report_* files it names.
 """
 
 from __future__ import absolute_import, division, print_function

@@ -10,7 +10,8 @@ __metaclass__ = type
 class ModuleDocFragment(object):
     """Authentication options shared by the collection's Kubernetes modules.
 
-    Matches AUTH_ARG_SPEC in plugins/module_utils/_k8s_client.py.
+    Written out by hand; tests/unit/plugins/module_utils/test_k8s_auth.py checks the names, types,
+    aliases and environment variables against plugins/module_utils/_k8s_auth.py.
     """
 
     DOCUMENTATION = r"""
@@ -52,26 +53,26 @@ options:
   client_cert:
     description:
       - Path to a client certificate for TLS client authentication, together with O(client_key).
-      - Can also be set with the E(K8S_AUTH_CERT_FILE) environment variable.
+      - Can also be set with the E(K8S_AUTH_CLIENT_CERT) or E(K8S_AUTH_CERT_FILE) environment variable.
     type: path
     aliases: [cert_file]
   client_key:
     description:
       - Path to the private key of O(client_cert).
-      - Can also be set with the E(K8S_AUTH_KEY_FILE) environment variable.
+      - Can also be set with the E(K8S_AUTH_CLIENT_KEY) or E(K8S_AUTH_KEY_FILE) environment variable.
     type: path
     aliases: [key_file]
   ca_cert:
     description:
       - Path to the CA certificate that signed the API server's certificate.
-      - Can also be set with the E(K8S_AUTH_SSL_CA_CERT) environment variable.
+      - Can also be set with the E(K8S_AUTH_CA_CERT) or E(K8S_AUTH_SSL_CA_CERT) environment variable.
     type: path
     aliases: [ssl_ca_cert]
   validate_certs:
     description:
       - Whether to verify the API server's TLS certificate. Defaults to the kubeconfig's setting, which is
         to verify.
-      - Can also be set with the E(K8S_AUTH_VERIFY_SSL) environment variable.
+      - Can also be set with the E(K8S_AUTH_VALIDATE_CERTS) or E(K8S_AUTH_VERIFY_SSL) environment variable.
     type: bool
     aliases: [verify_ssl]
   proxy:

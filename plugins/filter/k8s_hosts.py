@@ -121,14 +121,14 @@ _value:
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.chaosfleet.stress.plugins.plugin_utils._k8s_hosts import (
-    K8sHostsError, plan_hosts, with_add_host,
+    K8sHostsError, as_entries, with_add_host,
 )
 
 
 def k8s_hosts(by_node, inventory_hosts=None, limit=None, hostvars=None, group=None, access="ssh", agents=None,
               kubectl=None):
     try:
-        entries = by_node if isinstance(by_node, list) else plan_hosts(by_node, inventory_hosts or [], limit)
+        entries = as_entries(by_node, inventory_hosts or [], limit)
         return entries if hostvars is None else with_add_host(entries, hostvars, group, access, agents, kubectl)
     except K8sHostsError as exc:
         raise AnsibleFilterError(str(exc))

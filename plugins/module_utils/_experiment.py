@@ -117,7 +117,7 @@ class Experiment(object):
         any state is written; a failure before the supervisor runs removes what this call created.
         """
         state.ensure_root_dir(self.state_dir)
-        state.ensure_root_dir(os.path.join(self.state_dir, "experiments"))
+        state.ensure_root_dir(state.experiments_dir(self.state_dir))
         io = (spec.get("plan") or {}).get("io")
         spec = dict(spec)
         if io:

@@ -6,8 +6,8 @@
 Authentication follows kubernetes.core: a kubeconfig (path or dict) and context,
 or host plus api_key / username and password / client certificate, or the
 in-cluster service account, with K8S_AUTH_* environment fallbacks. Modules add
-AUTH_ARG_SPEC to their argument spec and document it with the
-chaosfleet.stress.k8s_auth doc fragment.
+AUTH_ARG_SPEC (built from _k8s_auth.py, where the options are written once) to their
+argument spec and document it with the chaosfleet.stress.k8s_auth doc fragment.
 
 Errors never carry a credential: every message is built here and scrubbed of the
 tokens and passwords in use.
@@ -20,15 +20,18 @@ __metaclass__ = type
 import json
 import os
 import traceback
-from urllib.parse import urlsplit
 
 from ansible.module_utils.basic import env_fallback
 
+from ansible_collections.chaosfleet.stress.plugins.module_utils._k8s_auth import (
+    KUBECONFIG_SHOWN_AS, REQUIRED_TOGETHER, leaf_values, module_spec, param_secrets,
+)
 from ansible_collections.chaosfleet.stress.plugins.module_utils._k8s_select import ApiError
 
 KUBERNETES_IMPORT_ERROR = None
 try:
     import urllib3
+    import yaml
     from kubernetes import client as k8s_client
     from kubernetes import config as k8s_config
     from kubernetes.client.exceptions import ApiException
@@ -41,30 +44,8 @@ else:
 
 SERVICE_ACCOUNT_TOKEN = "/var/run/secrets/kubernetes.io/serviceaccount/token"
 
-
-def _env(*names):
-    return (env_fallback, list(names))
-
-
-AUTH_ARG_SPEC = dict(
-    # no_log: Ansible logs a module's parameters to syslog/journald before the module runs. A dict
-    # kubeconfig holds tokens; the module unmasks its plain values again (see kubeconfig_secrets).
-    kubeconfig=dict(type="raw", no_log=True, fallback=_env("K8S_AUTH_KUBECONFIG")),
-    context=dict(type="str", fallback=_env("K8S_AUTH_CONTEXT")),
-    host=dict(type="str", fallback=_env("K8S_AUTH_HOST")),
-    api_key=dict(type="str", no_log=True, fallback=_env("K8S_AUTH_API_KEY")),
-    username=dict(type="str", fallback=_env("K8S_AUTH_USERNAME")),
-    password=dict(type="str", no_log=True, fallback=_env("K8S_AUTH_PASSWORD")),
-    client_cert=dict(type="path", aliases=["cert_file"], fallback=_env("K8S_AUTH_CERT_FILE")),
-    # A path to the key, not the key itself.
-    client_key=dict(type="path", aliases=["key_file"], no_log=False, fallback=_env("K8S_AUTH_KEY_FILE")),
-    ca_cert=dict(type="path", aliases=["ssl_ca_cert"], fallback=_env("K8S_AUTH_SSL_CA_CERT")),
-    validate_certs=dict(type="bool", aliases=["verify_ssl"], fallback=_env("K8S_AUTH_VERIFY_SSL")),
-    proxy=dict(type="str", fallback=_env("K8S_AUTH_PROXY")),
-    no_proxy=dict(type="str", fallback=_env("K8S_AUTH_NO_PROXY")),
-)
-
-AUTH_REQUIRED_TOGETHER = [["username", "password"], ["client_cert", "client_key"]]
+AUTH_ARG_SPEC = module_spec(env_fallback)
+AUTH_REQUIRED_TOGETHER = REQUIRED_TOGETHER
 
 
 class AuthError(Exception):
@@ -85,72 +66,12 @@ def _default_kubeconfig():
 
 
 def _secret_values(params, configuration):
-    values = [params.get("api_key"), params.get("password")]
+    values = param_secrets(params)
     for key in (configuration.api_key or {}).values():
         if key:
             values.append(key)
             values.append(key.split(" ", 1)[-1])  # the bare token after "Bearer "
     return [v for v in values if v and len(v) >= 4]
-
-
-# kubeconfig keys whose values are credentials, wherever they sit under a user (auth-provider
-# config for OIDC, exec plugins) or a cluster (a proxy URL with a password).
-SECRET_KEYS = frozenset(("token", "password", "client-key-data", "id-token", "refresh-token", "client-secret",
-                         "access-token", "secret"))
-_SECRET_ENV_WORDS = ("TOKEN", "SECRET", "PASSWORD", "PASSWD", "KEY", "CREDENTIAL")
-KUBECONFIG_SHOWN_AS = "(kubeconfig given as a dict: not shown)"
-
-
-def url_password(url):
-    """The password inside a URL such as http://user:secret@proxy:3128, or None."""
-    try:
-        return urlsplit(url).password if isinstance(url, str) else None
-    except ValueError:
-        return None
-
-
-def _walk_secrets(node, found):
-    if isinstance(node, dict):
-        for key, value in node.items():
-            if key in SECRET_KEYS and isinstance(value, str):
-                found.append(value)
-            elif key == "proxy-url":
-                found.append(url_password(value))
-            elif key == "env" and isinstance(value, list):  # exec plugin: [{name, value}]
-                for entry in value:
-                    if isinstance(entry, dict) and any(w in str(entry.get("name", "")).upper()
-                                                       for w in _SECRET_ENV_WORDS):
-                        found.append(entry.get("value"))
-            else:
-                _walk_secrets(value, found)
-    elif isinstance(node, list):
-        for value in node:
-            _walk_secrets(value, found)
-
-
-def kubeconfig_secrets(kubeconfig):
-    """Tokens, passwords, key data and OIDC tokens in a kubeconfig given as a dict, to hide from output."""
-    found = []
-    if isinstance(kubeconfig, dict):
-        _walk_secrets(kubeconfig.get("users") or [], found)
-        _walk_secrets(kubeconfig.get("clusters") or [], found)
-    return [v for v in found if isinstance(v, str) and len(v) >= 4]
-
-
-def param_secrets(params):
-    """Credentials among the auth options that Ansible's no_log does not cover on its own."""
-    found = kubeconfig_secrets(params.get("kubeconfig"))
-    found += [url_password(params.get("proxy")), params.get("api_key"), params.get("password")]
-    return [v for v in found if isinstance(v, str) and len(v) >= 4]
-
-
-def leaf_values(node):
-    """Every scalar in a dict/list, as Ansible's no_log collects it."""
-    if isinstance(node, dict):
-        node = list(node.values())
-    if isinstance(node, (list, tuple)):
-        return [leaf for value in node for leaf in leaf_values(value)]
-    return [] if node in (None, "") else [str(node)]
 
 
 def hide_kubeconfig(module):
@@ -214,7 +135,7 @@ def build_configuration(params):
                     "client_cert/client_key, set K8S_AUTH_* or KUBECONFIG, or run inside a pod")
     except ConfigException as exc:
         raise AuthError("cannot load the Kubernetes configuration: %s" % exc)
-    except (IOError, OSError, ValueError, TypeError, KeyError) as exc:
+    except (IOError, OSError, ValueError, TypeError, KeyError, yaml.YAMLError) as exc:
         raise AuthError("cannot read the kubeconfig: %s" % exc)
 
     if host:

@@ -25,15 +25,16 @@ import os
 import re
 import shlex
 import signal
-import ssl
 import subprocess
 import time
 
-from urllib.error import HTTPError, URLError
 from urllib.parse import urlencode, urlsplit
-from urllib.request import HTTPSHandler, Request, build_opener
 
-from ansible_collections.chaosfleet.stress.plugins.module_utils._units import UnitError, parse_duration
+from ansible_collections.chaosfleet.stress.plugins.module_utils._http import MAX_BODY, request
+from ansible_collections.chaosfleet.stress.plugins.module_utils._k8s_auth import (
+    NAMES as K8S_AUTH_KEYS, SECRET_NAMES as K8S_SECRET_KEYS, canonical, param_secrets, probe_spec,
+)
+from ansible_collections.chaosfleet.stress.plugins.module_utils._units import UnitError, parse_bool, parse_duration
 
 TYPES = ("http", "command", "prometheus", "kubernetes")
 RUN_ON = ("node", "controller")
@@ -42,12 +43,10 @@ COMPARATORS = {
     ">": lambda a, b: a > b, ">=": lambda a, b: a >= b,
     "==": lambda a, b: a == b, "!=": lambda a, b: a != b,
 }
-MAX_BODY = 1024 * 1024  # bytes of a response body read for body_regex
 MAX_TIMEOUT = 300.0
 
 _COMMON = ("name", "type", "run_on", "timeout", "max_latency")
-K8S_AUTH_KEYS = ("kubeconfig", "context", "host", "api_key", "username", "password", "client_cert",
-                 "client_key", "ca_cert", "validate_certs", "proxy", "no_proxy")
+# The Kubernetes probe's auth keys (K8S_AUTH_KEYS) are k8s_targets', from _k8s_auth.py.
 _KEYS = {
     "http": ("url", "method", "status_code", "body_regex", "headers", "body", "validate_certs"),
     "command": ("command", "expect_rc", "output_regex"),
@@ -56,7 +55,7 @@ _KEYS = {
     + K8S_AUTH_KEYS,
 }
 # Option values that are secrets: never echoed in a result or an error.
-SECRET_KEYS = ("headers", "api_key", "password", "kubeconfig")
+SECRET_KEYS = ("headers",) + K8S_SECRET_KEYS
 
 
 class ProbeSpecError(ValueError):
@@ -87,16 +86,10 @@ def _int(name, key, value, default, minimum=0):
 
 
 def _bool(name, key, value, default):
-    if value is None:
-        return default
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("true", "yes", "on", "1"):
-        return True
-    if text in ("false", "no", "off", "0"):
-        return False
-    raise ProbeSpecError("probe %s: %s must be true or false, got %r" % (name, key, value))
+    try:
+        return parse_bool(value, "probe %s: %s" % (name, key), default=default)
+    except UnitError as exc:
+        raise ProbeSpecError(str(exc))
 
 
 def _regex(name, key, value):
@@ -230,9 +223,7 @@ def secrets_of(probes):
         for value in (probe.get("headers") or {}).values():
             found.append(value)
             found.append(value.split(" ", 1)[-1])  # the bare token after "Bearer "
-        for key in ("api_key", "password"):
-            if (probe.get("auth") or {}).get(key):
-                found.append(str(probe["auth"][key]))
+        found += param_secrets(probe.get("auth") or {})  # api_key, password, a kubeconfig dict's tokens
     return [s for s in found if s and len(s) >= 4]
 
 
@@ -340,6 +331,10 @@ def judge_prometheus(probe, payload, latency, error=None):
     test = COMPARATORS[probe["comparator"]]
     failing = [(label, value) for label, value in samples if math.isnan(value) or not test(value, probe["threshold"])]
     wanted = "%s %g" % (probe["comparator"], probe["threshold"])
+    # The one figure a chart plots for this check: the first failing series, else the one nearest the threshold.
+    values = [value for _label, value in samples if not math.isnan(value)]
+    nearest = (max if probe["comparator"] in ("<", "<=") else min)(values) if values else None
+    observed["value"] = failing[0][1] if failing and not math.isnan(failing[0][1]) else nearest
     if failing:
         label, value = failing[0]
         more = " (and %d more series)" % (len(failing) - 1) if len(failing) > 1 else ""
@@ -355,53 +350,17 @@ def judge_prometheus(probe, payload, latency, error=None):
 # ---------------------------------------------------------------- checks (talk to the world)
 
 
-def _opener(validate_certs):
-    if validate_certs:
-        return build_opener()
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    return build_opener(HTTPSHandler(context=context))
-
-
-def http_get(url, method="GET", headers=None, body=None, timeout=5.0, validate_certs=True, clock=time.monotonic):
-    """(status or None, body text, seconds, error). An HTTP error status is an answer, not an error.
-
-    ``body`` is sent as is when bytes, UTF-8 encoded when text.
-    """
-    data = body.encode("utf-8") if isinstance(body, str) else body
-    request = Request(url, data=data, method=method, headers=headers or {})
-    started = clock()
-    try:
-        response = _opener(validate_certs).open(request, timeout=timeout)
-        try:
-            text = response.read(MAX_BODY).decode("utf-8", "replace")
-            return response.getcode(), text, clock() - started, None
-        finally:
-            response.close()
-    except HTTPError as exc:
-        try:
-            text = exc.read(MAX_BODY).decode("utf-8", "replace")
-        except (OSError, ValueError):
-            text = ""
-        return exc.code, text, clock() - started, None
-    except URLError as exc:
-        return None, "", clock() - started, str(exc.reason)
-    except (OSError, ValueError) as exc:  # timeouts, resets, bad URLs
-        return None, "", clock() - started, str(exc) or type(exc).__name__
-
-
 def check_http(probe):
-    status, body, latency, error = http_get(probe["url"], probe["method"], probe["headers"], probe["body"],
-                                            probe["timeout"], probe["validate_certs"])
+    status, body, latency, error = request(probe["url"], probe["method"], probe["headers"], probe["body"],
+                                           probe["timeout"], probe["validate_certs"])
     return judge_http(probe, status, body, latency, error)
 
 
 def check_prometheus(probe):
     base = probe["url"].rstrip("/")
     query = urlencode({"query": probe["query"], "timeout": "%ds" % max(1, int(probe["timeout"]))})
-    status, body, latency, error = http_get(base + "/api/v1/query?" + query, "GET", probe["headers"], None,
-                                            probe["timeout"], probe["validate_certs"])
+    status, body, latency, error = request(base + "/api/v1/query?" + query, "GET", probe["headers"], None,
+                                           probe["timeout"], probe["validate_certs"])
     if status is None:
         return judge_prometheus(probe, None, latency, error)
     try:
@@ -450,7 +409,8 @@ def run_local(probes):
 # ---------------------------------------------------------------- argument spec
 
 # One probe, as Ansible validates it (the module and the action share it). Every key of every
-# type is listed; normalize() then checks which ones a type takes. Secrets are no_log.
+# type is listed; normalize() then checks which ones a type takes. Secrets are no_log. The
+# Kubernetes auth options (validate_certs among them) are k8s_targets', aliases included.
 PROBE_OPTIONS = dict(
     name=dict(type="str", required=True),
     type=dict(type="str", choices=list(TYPES)),
@@ -463,7 +423,6 @@ PROBE_OPTIONS = dict(
     body_regex=dict(type="str"),
     headers=dict(type="dict", no_log=True),
     body=dict(type="str"),
-    validate_certs=dict(type="bool"),
     command=dict(type="raw"),
     expect_rc=dict(type="int"),
     output_regex=dict(type="str"),
@@ -477,22 +436,12 @@ PROBE_OPTIONS = dict(
     require_ready=dict(type="bool"),
     max_restarts=dict(type="int"),
     min_pods=dict(type="int"),
-    kubeconfig=dict(type="raw"),
-    context=dict(type="str"),
-    host=dict(type="str"),
-    api_key=dict(type="str", no_log=True),
-    username=dict(type="str"),
-    password=dict(type="str", no_log=True),
-    client_cert=dict(type="path"),
-    client_key=dict(type="path", no_log=False),
-    ca_cert=dict(type="path"),
-    proxy=dict(type="str"),
-    no_proxy=dict(type="str"),
+    **probe_spec()
 )
 
 
 def set_only(spec):
-    """A probe definition without the keys Ansible filled with None."""
+    """A probe definition without the keys Ansible filled with None, aliases under their option's name."""
     if not isinstance(spec, dict):
         return spec
-    return dict((k, v) for k, v in spec.items() if v is not None)
+    return canonical(dict((k, v) for k, v in spec.items() if v is not None))

@@ -347,11 +347,24 @@ def read_pids(dirs):
     path = procs_file(dirs)
     if path is None:
         return []
+    # os.open/os.read, no buffered text wrapper: samplers read this every tick. Opened each time, not kept
+    # open: v1 serves an open cgroup.procs the PID list it built, for up to a second after.
     try:
-        with open(path) as handle:
-            return [int(line) for line in handle.read().split()]
-    except (IOError, OSError, ValueError):
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
         return []
+    try:
+        chunks = []
+        while True:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+        return [int(pid) for pid in b"".join(chunks).split()]
+    except (OSError, ValueError):
+        return []
+    finally:
+        os.close(fd)
 
 
 def process_comm(proc_root, pid):

@@ -48,12 +48,19 @@ _DEFAULTS = (
     # Set when the playbook was interrupted or killed and the stop guard stopped the stress:
     # {signal, cause, at, stopped, stopped_at, msg} (plugins/plugin_utils/_stop_guard.py).
     ("interrupted", None),
+    # Set by a headroom search (experiment_search): the levels it ran and the edge it found (docs/schemas).
+    ("search", None),
 )
 KEYS = tuple(key for key, _value in _DEFAULTS)
 # What the controller adds to the node's record (merge()).
 CONTROLLER_KEYS = ("baseline", "steady_state", "recovery", "abort_reason", "controller_error", "heartbeat")
 # Large or node-internal parts left out of job artifacts.
 BULKY_KEYS = ("samples", "argv")
+# A result's target: who it is (read from the resolved cgroup) and its limits (result key, limits key).
+TARGET_IDENTITY_KEYS = ("path", "container_id", "pod_uid", "qos_class", "cgroup_version")
+TARGET_LIMIT_KEYS = (("limit_bytes", "memory_limit_bytes"), ("cpu_quota_cores", "cpu_quota_cores"),
+                     ("oom_group", "oom_group"))
+TARGET_KEYS = TARGET_IDENTITY_KEYS + tuple(key for key, _source in TARGET_LIMIT_KEYS)
 
 
 class ResultError(ValueError):
@@ -83,6 +90,19 @@ def failed(msg):
     return {"failed": True, "msg": str(msg)}
 
 
+def target_of(target, limits):
+    """The result's target (TARGET_KEYS) from the resolved cgroup and its limits."""
+    out = dict((key, (target or {}).get(key)) for key in TARGET_IDENTITY_KEYS)
+    out.update((key, (limits or {}).get(source)) for key, source in TARGET_LIMIT_KEYS)
+    return out
+
+
+def probe_broke(failures, threshold, recovery_failed=False):
+    """The steady-state rule: a probe breaks when it failed more than ``threshold`` checks during the
+    stress, or any check after recovery. The monitor's abort, the verdict and its explanation ask here."""
+    return failures > threshold or bool(recovery_failed)
+
+
 def merge(node_result, experiment, host, baseline=None, probes=None, probe_threshold=0, recovery=None,
           abort_reason=None, controller_error=None, heartbeat=None):
     """The node's record plus what the controller observed.
@@ -99,7 +119,7 @@ def merge(node_result, experiment, host, baseline=None, probes=None, probe_thres
         result["baseline"] = baseline
     if probes is not None:
         # Figures the controller adds (type, pass_rate, latency_ms, phases) pass through.
-        judged = [dict(p, ok=p["failures"] <= probe_threshold and not p.get("recovery_failed"),
+        judged = [dict(p, ok=not probe_broke(p["failures"], probe_threshold, p.get("recovery_failed")),
                        detail=p.get("detail") or "baseline passed; %d of %d checks failed during the stress%s" % (
                            p["failures"], p["checks"], (", last: %s" % p["last_failure"]) if p["failures"] else ""))
                   for p in probes]
@@ -138,12 +158,15 @@ def validate(result):
     if not isinstance(kills, list) or not all(isinstance(k, dict) for k in kills):
         return "oom_kills must be a list of OOM kill records"
     for key in ("target", "request", "steady_state", "recovery", "achieved", "baseline", "summary", "heartbeat",
-                "interrupted"):
+                "interrupted", "search"):
         if not isinstance(result.get(key) or {}, dict):
             return "%s must be a mapping" % key
     probes = (result.get("steady_state") or {}).get("probes") or []
     if not isinstance(probes, list) or not all(isinstance(p, dict) for p in probes):
         return "steady_state.probes must be a list of mappings"
+    levels = (result.get("search") or {}).get("levels") or []
+    if not isinstance(levels, list) or not all(isinstance(level, dict) for level in levels):
+        return "search.levels must be a list of mappings"
     return None
 
 

@@ -79,7 +79,7 @@ def _read_strict(path):
 def survey_one(state_dir, name, proc_root="/proc"):
     """{name, state, ended_at, target_path, why} of one entry of <state_dir>/experiments, read without locks."""
     entry = {"name": name, "state": UNREADABLE, "ended_at": None, "target_path": None, "why": None}
-    base = os.path.join(state_dir, "experiments")
+    base = state.experiments_dir(state_dir)
     try:
         state.validate_name(name)
         if not stat.S_ISDIR(os.lstat(os.path.join(base, name)).st_mode):
@@ -109,7 +109,7 @@ def survey_one(state_dir, name, proc_root="/proc"):
 
 def survey(state_dir, proc_root="/proc"):
     try:
-        names = sorted(os.listdir(os.path.join(state_dir, "experiments")))
+        names = sorted(os.listdir(state.experiments_dir(state_dir)))
     except OSError:
         return []
     return [survey_one(state_dir, n, proc_root) for n in names]
@@ -117,7 +117,7 @@ def survey(state_dir, proc_root="/proc"):
 
 def _remove_experiment(state_dir, name):
     """Move the directory out of experiments/ into the trash, by fd and never through a symlink."""
-    exp_fd = state.open_root_dir(os.path.join(state_dir, "experiments"), create=False)
+    exp_fd = state.open_root_dir(state.experiments_dir(state_dir), create=False)
     try:
         trash_fd = state.open_root_dir(os.path.join(state_dir, TRASH))
         try:

@@ -16,11 +16,12 @@ import time
 from ansible_collections.chaosfleet.stress.plugins.module_utils import _state as state
 from ansible_collections.chaosfleet.stress.plugins.module_utils._oom import KernelLog, OomTracker
 from ansible_collections.chaosfleet.stress.plugins.module_utils._resolve import process_comm, read_pids
-from ansible_collections.chaosfleet.stress.plugins.module_utils._result import build as build_result
+from ansible_collections.chaosfleet.stress.plugins.module_utils._result import TARGET_IDENTITY_KEYS, build as build_result, target_of
 from ansible_collections.chaosfleet.stress.plugins.module_utils._summary import recovery as recovery_of, summarize
 from ansible_collections.chaosfleet.stress.plugins.module_utils._usage import read_sample, reader_for
 
-IDENTITY = ("path", "kind", "runtime", "container_id", "pod_uid", "qos_class", "systemd_unit", "cgroup_version")
+# A sampled target's identity: the result's (TARGET_IDENTITY_KEYS) and what kind of cgroup it is.
+IDENTITY = TARGET_IDENTITY_KEYS + ("kind", "runtime", "systemd_unit")
 
 
 class Watched(object):
@@ -29,7 +30,7 @@ class Watched(object):
     def __init__(self, target, proc_root):
         self.target = target
         self.proc_root = proc_root
-        self.reader = reader_for(target)
+        self.reader = reader_for(target, keep_open=True)
         self.samples = []
         self.seen = {}
         self.oom_kills = []
@@ -60,12 +61,15 @@ def sample_targets(targets, proc_root, duration, interval, recovery=None, clock=
     asked_percent = recovery["within_percent"] if recovery else None
     if recovery:
         recovery = dict(recovery, within_percent=effective_percent(recovery))
-    watched = [Watched(t, proc_root) for t in targets]
-    log = KernelLog()
-    started = clock.time()
-    deadline = started + duration
-    next_tick = started
+    watched = []
+    log = None
     try:
+        for target in targets:
+            watched.append(Watched(target, proc_root))
+        log = KernelLog()
+        started = clock.time()
+        deadline = started + duration
+        next_tick = started
         while True:
             kills = log.read() if log.available else []
             for item in watched:
@@ -80,7 +84,10 @@ def sample_targets(targets, proc_root, duration, interval, recovery=None, clock=
         for item in watched:
             item.oom_kills += item.oom.update(kills, item.samples[-1]["oom_kill_count"], item.seen) + item.oom.flush()
     finally:
-        log.close()
+        if log is not None:
+            log.close()
+        for item in watched:
+            item.reader.close()
     out = []
     for item in watched:
         verdict = None
@@ -128,13 +135,7 @@ def experiment_result(experiment, host=None):
     return build_result(
         host=host or socket.gethostname(),
         experiment=experiment.name,
-        target={
-            "path": target.get("path"), "container_id": target.get("container_id"), "pod_uid": target.get("pod_uid"),
-            "qos_class": target.get("qos_class"), "cgroup_version": target.get("cgroup_version"),
-            "limit_bytes": limits.get("memory_limit_bytes"),
-            "cpu_quota_cores": limits.get("cpu_quota_cores"),
-            "oom_group": limits.get("oom_group"),
-        },
+        target=target_of(target, limits),
         request={
             "kind": kind, "memory_bytes": memory.get("bytes"), "target_usage_bytes": memory.get("target_usage_bytes"),
             "ramp_seconds": memory.get("ramp_seconds"), "cpu_load_percent": cpu.get("load_percent"),

@@ -25,6 +25,8 @@ import stat
 import time
 
 DEFAULT_STATE_DIR = "/run/chaosfleet"
+# <state_dir>/experiments/<name>/ holds one experiment; the files below are in it.
+EXPERIMENTS = "experiments"
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", re.ASCII)
 
 SPEC = "spec.json"
@@ -259,8 +261,22 @@ def target_lock(state_dir, cgroup_path, wait=0.0):
                 % cgroup_path, wait)
 
 
+def experiments_dir(state_dir):
+    return os.path.join(state_dir, EXPERIMENTS)
+
+
 def experiment_dir(state_dir, name):
-    return os.path.join(state_dir, "experiments", validate_name(name))
+    return os.path.join(experiments_dir(state_dir), validate_name(name))
+
+
+def experiment_paths(state_dir, name):
+    """The experiment's directory and the files the controller touches or reads in it, by role.
+
+    The experiment role takes these from its request step instead of building paths itself.
+    """
+    directory = experiment_dir(state_dir.rstrip("/") or "/", name)
+    return {"dir": directory, "heartbeat": os.path.join(directory, HEARTBEAT),
+            "outcome": os.path.join(directory, OUTCOME), "result": os.path.join(directory, RESULT)}
 
 
 def write_json(path, data):
@@ -362,7 +378,7 @@ class SampleLog(object):
 
 
 def list_experiments(state_dir):
-    base = os.path.join(state_dir, "experiments")
+    base = experiments_dir(state_dir)
     try:
         return sorted(n for n in os.listdir(base) if os.path.isdir(os.path.join(base, n)))
     except OSError:

@@ -82,7 +82,8 @@ class Supervisor(object):
         self.target = self.spec["target"]
         self.plan = self.spec["plan"]
         self.proc_root = self.spec.get("proc_root", "/proc")
-        self.reader = reader_for(self.target)
+        # Its cgroup files stay open between samples (closed in end()).
+        self.reader = reader_for(self.target, keep_open=True)
         self.primary_dir = self.target["dirs"].get("memory") or self.target["dirs"].get("unified")
         self.instances = []
         self.ended_instances = []
@@ -347,6 +348,7 @@ class Supervisor(object):
         self.write_status(status=status, reason=reason, ended_at=outcome["ended_at"])
         self.event("end", reason=reason, status=status)
         self.log.close()
+        self.reader.close()
         return outcome
 
     # -- main loop ---------------------------------------------------------

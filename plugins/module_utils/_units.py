@@ -165,6 +165,35 @@ def parse_duration(value, what="duration", maximum=MAX_DURATION_SECONDS, minimum
     return seconds
 
 
+# The words Ansible's own booleans take (a module's type=bool, the bool filter), so a value means the same
+# whether a module, a filter or this collection reads it.
+TRUE_WORDS = ("true", "yes", "on", "1", "y", "t")
+FALSE_WORDS = ("false", "no", "off", "0", "n", "f")
+
+
+def parse_bool(value, what="value", default=False, strict=True):
+    """Read a yes/no value: a bool, 0/1, or one of TRUE_WORDS / FALSE_WORDS (any case).
+
+    None and '' (an unset survey answer) give ``default``. Any other word raises UnitError when
+    ``strict``; with ``strict=False`` (a value nobody validated, such as an environment variable)
+    it reads as False.
+    """
+    if value is None:
+        return default
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    text = str(value).strip().lower()
+    if text == "":
+        return default
+    if text in TRUE_WORDS:
+        return True
+    if text in FALSE_WORDS or not strict:
+        return False
+    raise UnitError("%s must be true or false (or yes/no, on/off, 1/0), got %r" % (what, value))
+
+
 def format_duration(seconds):
     seconds = int(round(seconds))
     hours, rest = divmod(seconds, 3600)

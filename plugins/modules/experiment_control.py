@@ -32,7 +32,10 @@ description:
     failed nodes), records how long the heartbeat round took, then sleeps until the next tick.
   - V(result) merges the node's record with the controller's observations into the host's result (the contract
     in C(plugins/module_utils/_result.py)).
-  - V(collect) (run once) gathers every participant's result for M(chaosfleet.stress.stress_report).
+  - V(collect) (run once) gathers every participant's result for M(chaosfleet.stress.stress_report), with the hosts
+    the report expects and its file name.
+  - V(failure) fails the host, after the report, when its run failed (the node was lost; with
+    C(experiment_fail_on_abort), an abort or a failed task; with C(experiment_any_errors_fatal), another host failed).
   - The steps for the whole experiment read each participant's variables once per call.
 author:
   - chaosfleet.stress contributors (@chaosfleet)
@@ -51,7 +54,7 @@ options:
     description: Which decision to make.
     type: str
     required: true
-    choices: [request, clock, preflight, baseline, gate, arm, tick, disarm, result, collect]
+    choices: [request, clock, preflight, baseline, gate, arm, tick, disarm, result, collect, failure]
   found:
     description: The registered M(chaosfleet.stress.cgroup_info) result (step V(preflight)).
     type: dict
@@ -129,4 +132,26 @@ results:
   description: Step V(collect) - host to result, failure or null, for M(chaosfleet.stress.stress_report).
   returned: step collect
   type: dict
+expected_hosts:
+  description: Step V(collect) - the hosts the report expects (C(experiment_expected_hosts), else every participant).
+  returned: step collect
+  type: list
+  elements: str
+basename:
+  description: Step V(collect) - the report's file name without extension.
+  returned: step collect
+  type: str
+paths:
+  description: Step V(request) - the experiment's directory on the node and its C(heartbeat), C(outcome) and C(result)
+    files (C(plugins/module_utils/_state.py)).
+  returned: step request
+  type: dict
+clear_state:
+  description: Step V(preflight) - delete the old record under this name first (C(experiment_replace)).
+  returned: step preflight
+  type: bool
+failure:
+  description: Step V(failure) - why this host's run failed, or empty.
+  returned: step failure
+  type: str
 '''

@@ -20,6 +20,8 @@ description:
   - V(check) refuses a bad game day spec with every problem named (names, types, unknown settings, host
     patterns that match nothing, one host in two experiments of a batch) and plans the batches.
   - V(vars) gives the host its experiment of a batch and the role variables for it.
+  - V(report_vars) (run once) gives each experiment of a batch its own report and publish settings, from a host
+    that ran it (one still in the play first), else the role's defaults, for the reports written after the batch.
   - V(gate) (run once) closes the gate when a verdict of the batch is not in the spec's C(continue_on).
   - V(summary) writes the game day's JSON and Markdown summary with the report code.
 author:
@@ -39,7 +41,7 @@ options:
     description: Which decision to make.
     type: str
     required: true
-    choices: [check, vars, gate, summary]
+    choices: [check, vars, report_vars, gate, summary]
   role_defaults:
     description: The P(chaosfleet.stress.experiment#role) role's defaults (its known settings).
     type: dict
@@ -48,7 +50,7 @@ options:
     description: The registered answer of step V(check).
     type: dict
   batch:
-    description: Index of the batch (steps V(vars) and V(gate)).
+    description: Index of the batch (steps V(vars), V(report_vars) and V(gate)).
     type: int
   label:
     description: How to name the spec in errors.
@@ -75,6 +77,11 @@ plan:
 hosts:
   description: Step V(check) - experiment name to its inventory hosts.
   returned: step check
+  type: dict
+experiments:
+  description: Step V(report_vars) - experiment name to its C(experiment_achieved_min_percent) and
+    C(experiment_publish_*) settings.
+  returned: step report_vars
   type: dict
 stopped:
   description: Step V(gate) - why the gate closed, or empty.

@@ -33,7 +33,8 @@ description:
     V(prometheus) probes run on the controller by default and V(kubernetes) probes always do.'
   - Pass the previous call's RV(tally) as O(tally) to keep a running tally over an experiment; RV(summary) then
     gives each probe's pass rate and latency percentiles overall and per O(phase).
-  - Header values, O(probes[].api_key) and O(probes[].password) are never shown in results or errors.
+  - Header values, O(probes[].api_key), O(probes[].password) and the credentials in a O(probes[].kubeconfig) given as a
+    dict are never shown in results or errors.
 author:
   - chaosfleet.stress contributors (@chaosfleet)
 extends_documentation_fragment:
@@ -102,6 +103,7 @@ options:
         description: Verify TLS certificates (V(http), V(prometheus), and the Kubernetes API for V(kubernetes)).
           Defaults to V(true).
         type: bool
+        aliases: [verify_ssl]
       command:
         description: V(command) probes, the command as a list of arguments, or a string split like a shell does
           (no shell runs it).
@@ -153,8 +155,11 @@ options:
           Defaults to V(1).
         type: int
       kubeconfig:
-        description: V(kubernetes) probes, as O(chaosfleet.stress.k8s_targets#module:kubeconfig). Each
-          Kubernetes option falls back to the same E(K8S_AUTH_*) environment variable as k8s_targets.
+        description:
+          - V(kubernetes) probes, a path to a kubeconfig or the kubeconfig as a dict, as
+            O(chaosfleet.stress.k8s_targets#module:kubeconfig).
+          - The Kubernetes options take the same values, aliases and E(K8S_AUTH_*) environment variables (read on
+            the controller) as k8s_targets' options of the same names.
         type: raw
       context:
         description: V(kubernetes) probes, the kubeconfig context.
@@ -174,12 +179,15 @@ options:
       client_cert:
         description: V(kubernetes) probes, path to a client certificate.
         type: path
+        aliases: [cert_file]
       client_key:
         description: V(kubernetes) probes, path to the client certificate's key.
         type: path
+        aliases: [key_file]
       ca_cert:
         description: V(kubernetes) probes, path to the cluster's CA certificate.
         type: path
+        aliases: [ssl_ca_cert]
       proxy:
         description: V(kubernetes) probes, HTTP proxy URL for the API server.
         type: str

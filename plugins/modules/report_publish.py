@@ -204,4 +204,19 @@ errors:
   returned: always
   type: list
   elements: str
+outcome:
+  description:
+    - What the publish did, for a caller that runs this task with C(no_log) and shows it afterwards (the experiment
+      role and the game day do). The task fails with RV(outcome.failure) when it is not empty.
+  returned: always
+  type: dict
+  contains:
+    lines:
+      description: C(copied to ...), C(uploaded to ...), C(summary posted to ...) and C(FAILED: ...) lines.
+      type: list
+      elements: str
+    failure:
+      description: Why the task fails - bad input (nothing published), or with O(fail_on_error) every destination
+        that failed; empty otherwise.
+      type: str
 '''

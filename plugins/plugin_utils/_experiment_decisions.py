@@ -10,7 +10,8 @@ result assembly. The clock is passed in, so everything is unit-tested as tables
 (tests/unit/plugins/plugin_utils/test_experiment_decisions.py).
 
 Decisions for the whole experiment (gate, tick, collect) read each participant
-once per call; nothing loops over all hosts for each host.
+once per call; nothing loops over all hosts for each host. The ``*_step`` functions
+are what the action's steps call: the action reads the variables, these decide.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -25,26 +26,33 @@ import shlex
 import yaml
 
 from ansible_collections.chaosfleet.stress.plugins.module_utils import _result
+from ansible_collections.chaosfleet.stress.plugins.module_utils import _state
 from ansible_collections.chaosfleet.stress.plugins.module_utils._probe_checks import ProbeSpecError, normalize_all
+from ansible_collections.chaosfleet.stress.plugins.module_utils._resolve import SELECTORS
+from ansible_collections.chaosfleet.stress.plugins.module_utils._units import UnitError, parse_bool
 from ansible_collections.chaosfleet.stress.plugins.plugin_utils import _probes
 
-SELECTOR_KEYS = ("container_id", "pod_uid", "cgroup_path", "pid", "systemd_unit")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,90}$")
 WHOLE_RE = re.compile(r"^[0-9]+$")
 NUMBER_RE = re.compile(r"^[0-9]+(\.[0-9]+)?$")
 PERCENT_KEYS = ("max_failed_nodes_percent", "preflight_max_failed_percent", "recovery_within_percent",
                 "achieved_min_percent")
 OVERDUE_SECONDS = 30  # a stress still "running" this long after its deadline is left to the read-back
+# The role's yes/no variables (without the prefix); the request step refuses any other word in them.
+FLAG_KEYS = ("memory_churn", "allow_oom", "require_limit", "replace", "oom_group_ack", "abort_on_app_oom_kill",
+             "stop_if_target_gone", "any_errors_fatal", "fail_on_abort", "stop_guard", "report")
 
 
 def _text(value):
     return "" if value is None else str(value).strip()
 
 
-def _bool(value):
-    if isinstance(value, bool):
-        return value
-    return _text(value).lower() in ("1", "true", "yes", "on", "y", "t")
+def flag(v, key):
+    """The yes/no role variable ``key`` of ``v`` (experiment_* without the prefix); unset is false.
+
+    The request step checked every FLAG_KEYS word first, so a later step never meets an unknown one.
+    """
+    return parse_bool(v.get(key), "experiment_" + key)
 
 
 # ---------------------------------------------------------------- inputs
@@ -79,7 +87,7 @@ def request(v, host):
     role fails with the problems before anything starts.
     """
     name, kind = _text(v.get("name")), v.get("type")
-    selector = dict((key, _text(v.get(key))) for key in SELECTOR_KEYS if _text(v.get(key)))
+    selector = dict((key, _text(v.get(key))) for key in SELECTORS if _text(v.get(key)))
     out = {"problems": [], "selector": selector, "node_name": name + _text(v.get("instance_suffix")),
            "interval": None, "threshold": None, "memory": None, "cpu": None, "io": None, "guard": None,
            "probes": []}
@@ -89,8 +97,8 @@ def request(v, host):
                         "experiment_type must be memory, cpu or io (got '%s')" % (name, kind))
         return out
     if not selector:
-        problems.append("no target for experiment %s on %s: set one of experiment_container_id, experiment_pod_uid,"
-                        " experiment_cgroup_path, experiment_pid or experiment_systemd_unit" % (name, host))
+        problems.append("no target for experiment %s on %s: set one of %s or experiment_%s" % (
+            name, host, ", ".join("experiment_" + k for k in SELECTORS[:-1]), SELECTORS[-1]))
     elif len(selector) > 1:
         problems.append("contradictory target for experiment %s on %s: %s are all set; give exactly one"
                         % (name, host, " and ".join("experiment_" + k for k in selector)))
@@ -135,9 +143,18 @@ def request(v, host):
          "experiment_oom_score_adj must be a whole number from -1000 to 1000 (got '%s')" % got("oom_score_adj"))
     out["probes"], probe_problem = parse_probes(v.get("probes"))
     need(not probe_problem, probe_problem)
+    for key in FLAG_KEYS:
+        try:
+            flag(v, key)
+        except UnitError as exc:
+            problems.append(str(exc))
+    try:
+        out["paths"] = _state.experiment_paths(got("state_dir") or _state.DEFAULT_STATE_DIR, out["node_name"])
+    except _state.StateError as exc:
+        problems.append("experiment_name with experiment_instance_suffix: %s" % exc)
     if problems:
         return out
-    out["beat_command"] = beat_command(got("state_dir") or "/run/chaosfleet", out["node_name"])
+    out["beat_command"] = beat_command(out["paths"])
     out["interval"] = int(got("heartbeat_interval"))
     out["threshold"] = int(got("probe_failure_threshold"))
     if kind == "memory":
@@ -145,7 +162,7 @@ def request(v, host):
         for key in ("size", "target_usage", "ramp", "method"):
             if got("memory_" + key):
                 memory[key] = got("memory_" + key)
-        if _bool(v.get("memory_churn")):
+        if flag(v, "memory_churn"):
             memory["churn"] = True
         out["memory"] = memory
     elif kind == "cpu":
@@ -154,8 +171,8 @@ def request(v, host):
                              else {}))
     else:
         out["io"] = {"workers": int(got("io_workers")), "size": got("io_size")}
-    guard = {"stop_on_app_oom_kill": _bool(v.get("abort_on_app_oom_kill")),
-             "stop_if_target_gone": _bool(v.get("stop_if_target_gone"))}
+    guard = {"stop_on_app_oom_kill": flag(v, "abort_on_app_oom_kill"),
+             "stop_if_target_gone": flag(v, "stop_if_target_gone")}
     if got("max_working_set"):
         guard["max_working_set"] = got("max_working_set")
     out["guard"] = guard
@@ -165,19 +182,20 @@ def request(v, host):
 BEAT_MARK = "chaosfleet-beat:"
 
 
-def beat_command(state_dir, node_name):
+def beat_command(paths):
     """The heartbeat, as one shell line for ansible.builtin.raw: touch the experiment's heartbeat
     file (all the node's dead-man watches) and print its outcome, or that it still runs.
+    ``paths``: the experiment's _state.experiment_paths.
 
     No module run, no Python on the node: a heartbeat round over many nodes costs little more
     than the SSH round trips. The names come from validated input and are quoted anyway. The
     answer is one line behind BEAT_MARK, because a login shell may print its own lines (motd,
     rc-file warnings) into raw's output.
     """
-    directory = "%s/experiments/%s" % (state_dir.rstrip("/"), node_name)
-    return ("cd %s 2>/dev/null || { echo '%s{\"status\": \"absent\"}'; exit 0; }; touch heartbeat && "
-            "printf '%s%%s\\n' \"$(cat outcome.json 2>/dev/null || echo '{\"status\": \"running\"}')\""
-            % (shlex.quote(directory), BEAT_MARK, BEAT_MARK))
+    return ("cd %s 2>/dev/null || { echo '%s{\"status\": \"absent\"}'; exit 0; }; touch %s && "
+            "printf '%s%%s\\n' \"$(cat %s 2>/dev/null || echo '{\"status\": \"running\"}')\""
+            % (shlex.quote(paths["dir"]), BEAT_MARK, shlex.quote(paths["heartbeat"]), BEAT_MARK,
+               shlex.quote(paths["outcome"])))
 
 
 def parse_beat(raw):
@@ -265,6 +283,36 @@ def baseline_problem(sample, round_):
     return ""
 
 
+def preflight_step(check, request, v, clock_at, now):
+    """The preflight judgement of one host from the stressor's check-mode answer (``check``).
+
+    ``v``: the role's type, require_limit, allow_oom, min_free_percent, replace, oom_group_policy and
+    oom_group_ack; ``clock_at``: when the check round started (the clock step), ``now``: the time now.
+    A name whose whole result is kept is done (reported again, not re-run) unless experiment_replace.
+    ``clear_state``: delete the old record under this name first (replace, and it is neither new nor running).
+    """
+    check = check or {}
+    replace = flag(v, "replace")
+    done = bool(check.get("result_stored")) and not replace
+    problem = "" if done else target_problem(check, v.get("type"), flag(v, "require_limit"))
+    oom_group = bool(not problem and v.get("type") == "memory" and (check.get("limits") or {}).get("oom_group") is True)
+    if not (problem or done):
+        problem = plan_problem(
+            check, request["node_name"], request["interval"], flag(v, "allow_oom"), v.get("min_free_percent"),
+            replace, oom_group_ack_needed=oom_group and v.get("oom_group_policy") == "require_ack"
+            and not flag(v, "oom_group_ack"))
+    return {"problem": problem, "done": done, "target": check.get("target") if not problem else None,
+            "check_round_seconds": round(now - clock_at, 3) if clock_at else None, "plan": check.get("plan"),
+            "status": check.get("status"), "argv": check.get("argv") or [], "oom_group_warning": oom_group,
+            "clear_state": bool(not problem and replace and check.get("status") not in ("would_start", "running"))}
+
+
+def baseline_step(sample, round_):
+    """The baseline judgement of one host, with the summary the recovery compares against."""
+    return {"problem": baseline_problem(sample, round_ or []),
+            "summary": ((sample or {}).get("results") or [{}])[0].get("summary"), "round": round_ or []}
+
+
 # ---------------------------------------------------------------- the whole experiment
 
 
@@ -288,6 +336,33 @@ def gate(hosts, play_hosts, allowed_percent, any_errors_fatal):
             len(not_ready), len(participants), allowed_percent,
             "; ".join("%s: %s" % (h, not_ready[h]) for h in sorted(not_ready)))
     return {"participants": participants, "not_ready": not_ready, "start": start, "msg": msg}
+
+
+def gate_step(problems, preflights, play_hosts, interval, v):
+    """The gate with the dead-man every node gets. ``problems``: {participant: its problem or ''};
+    ``preflights``: {participant: its preflight step's answer}; ``v``: the role's name,
+    preflight_max_failed_percent and any_errors_fatal.
+    """
+    out = gate(problems, play_hosts, v.get("preflight_max_failed_percent"), flag(v, "any_errors_fatal"))
+    rounds, configured = [], None
+    for host in out["participants"]:
+        preflight = preflights.get(host) or {}
+        if preflight.get("check_round_seconds") is not None:
+            rounds.append(preflight["check_round_seconds"])
+        configured = configured or (preflight.get("plan") or {}).get("heartbeat_timeout_seconds")
+    out["check_round_seconds"] = max(rounds) if rounds else None
+    out["heartbeat_timeout"] = effective_timeout(configured or 30, interval, out["check_round_seconds"])
+    # A heartbeat gives up after a third of the dead-man: the node is tried again next tick.
+    out["beat_timeout"] = max(3, out["heartbeat_timeout"] // 3)
+    if not out["start"]:
+        out["msg"] = "not starting experiment %s: %s" % (v.get("name"), out["msg"])
+    return out
+
+
+def starting_hosts(gate_out, play_hosts):
+    """The hosts the inject starts on: the gate's participants that were ready and are still in the play."""
+    not_ready = (gate_out or {}).get("not_ready") or {}
+    return [h for h in (gate_out or {}).get("participants") or [] if h not in not_ready and h in play_hosts]
 
 
 def effective_timeout(configured, interval, round_seconds):
@@ -358,6 +433,14 @@ def tick(state, beats, rounds, play_hosts, now, settings, errors=None):
                             "checks": old["checks"] + 1, "failures": old["failures"] + (0 if probe["ok"] else 1),
                             "last_failure": old["last_failure"] if probe["ok"] else probe["detail"]}
         hosts[host] = entry
+    stop = []
+    if settings.get("independent"):
+        # A search level: a host whose steady state broke ends its own stress; the others hold theirs.
+        for host in sorted(hosts):
+            why = host_break(hosts[host], settings) if hosts[host]["active"] and host in play_hosts else ""
+            if why:
+                hosts[host].update(status="edge", active=False, edge=why)
+                stop.append(host)
     round_times = list(state.get("round_seconds") or [])
     if state.get("tick_end") is not None:
         round_times.append(round(now - state["tick_end"], 3))
@@ -370,31 +453,87 @@ def tick(state, beats, rounds, play_hosts, now, settings, errors=None):
         wait = max(0.0, settings["interval"] - (round_times[-1] if round_times else 0.0))
         if deadlines:
             wait = min(wait, max(1.0, max(deadlines) - now + 0.5))
+        if stop:
+            wait = 0.0  # the hosts that broke are stopped right after this decision, not an interval later
     return {"hosts": hosts, "abort_reason": abort, "round_seconds": round_times, "done": done,
-            "wait": round(wait, 3), "tick_end": now + wait, "threshold": threshold}
+            "wait": round(wait, 3), "tick_end": now + wait, "threshold": threshold, "stop": stop}
+
+
+def host_break(entry, settings, host=""):
+    """Why this host's steady state broke (probe failures over the threshold, an app OOM kill), or ''."""
+    reasons, where = [], (" on %s" % host) if host else ""
+    for name in sorted(entry.get("probes") or {}):
+        stats = entry["probes"][name]
+        if _result.probe_broke(stats["failures"], settings["threshold"]):
+            reasons.append("probe %s failed %d times%s (%s), more than the threshold of %d" % (
+                name, stats["failures"], where, stats["last_failure"], settings["threshold"]))
+    if settings.get("abort_on_app_oom_kill", True) and entry.get("reason") == "guard:app_oom_kill":
+        reasons.append("the OOM killer took an application process%s" % where)
+    return "; ".join(reasons)
 
 
 def abort_reason(hosts, play_hosts, settings):
-    """Why the experiment must stop everywhere, or ''."""
+    """Why the experiment must stop everywhere, or ''. Independent hosts (a search level) stop on their own."""
     reasons, failed = [], []
     for host in sorted(hosts):
         entry = hosts[host]
         if host not in play_hosts or entry["status"] in ("lost", "aborted", "failed"):
             failed.append(host)
-        if host not in play_hosts:
+        if host not in play_hosts or settings.get("independent"):
             continue
-        for name in sorted(entry.get("probes") or {}):
-            stats = entry["probes"][name]
-            if stats["failures"] > settings["threshold"]:
-                reasons.append("probe %s failed %d times on %s (%s), more than the threshold of %d" % (
-                    name, stats["failures"], host, stats["last_failure"], settings["threshold"]))
-        if settings.get("abort_on_app_oom_kill", True) and entry.get("reason") == "guard:app_oom_kill":
-            reasons.append("the OOM killer took an application process on %s" % host)
+        why = host_break(entry, settings, host)
+        if why:
+            reasons.append(why)
     allowed = 0.0 if settings.get("any_errors_fatal") else float(settings["max_failed_percent"])
     if failed and len(failed) * 100 > len(hosts) * allowed:
         reasons.append("%d of %d nodes failed (%s), more than %s%%" % (
             len(failed), len(hosts), ", ".join(failed), _num(allowed)))
     return "; ".join(reasons)
+
+
+def tick_reads(gate_out, state):
+    """The participants whose variables a tick reads: those that have not ended yet."""
+    previous = (state or {}).get("hosts") or {}
+    return [h for h in gate_out["participants"] if not (h in previous and not previous[h]["active"])]
+
+
+def tick_input(state, seen):
+    """(beats, rounds, errors) of a tick from what each host's tasks left.
+
+    ``seen``: {host: {error, heartbeat, started, probe_round}}, the host's __experiment_error, raw
+    heartbeat, the start's answer and probe round. A host whose heartbeat was skipped this tick
+    is not counted as missed. On the first tick the deadline comes from the start's answer.
+    """
+    previous = (state or {}).get("hosts") or {}
+    beats, rounds, errors = {}, {}, {}
+    for host, mine in seen.items():
+        errors[host] = mine.get("error") or ""
+        raw = mine.get("heartbeat")
+        beat = None if raw is None or raw.get("skipped") else parse_beat(raw)
+        if beat is None:
+            continue
+        if host not in previous:
+            beat["deadline"] = beat.get("deadline") or (mine.get("started") or {}).get("deadline")
+        beats[host] = beat
+        rounds[host] = (mine.get("probe_round") or {}).get("probes") or []
+    return beats, rounds, errors
+
+
+def tick_settings(gate_out, request, v, search_level=None):
+    """What tick() takes, from the gate, the request and the role's max_failed_nodes_percent,
+    any_errors_fatal and abort_on_app_oom_kill. Hosts the gate left out are not monitored; in a
+    search level (``search_level`` set) each host ends its own stress when its steady state breaks."""
+    return {"participants": [h for h in gate_out["participants"] if h not in gate_out["not_ready"]],
+            "interval": request["interval"], "threshold": request["threshold"],
+            "timeout": gate_out["heartbeat_timeout"], "max_failed_percent": v.get("max_failed_nodes_percent"),
+            "any_errors_fatal": flag(v, "any_errors_fatal"), "abort_on_app_oom_kill": flag(v, "abort_on_app_oom_kill"),
+            "independent": bool(search_level)}
+
+
+def tick_step(state, seen, play_hosts, now, gate_out, request, v, search_level=None):
+    """One monitor tick from the role's variables: tick_input and tick_settings, then tick()."""
+    beats, rounds, errors = tick_input(state, seen)
+    return tick(state, beats, rounds, play_hosts, now, tick_settings(gate_out, request, v, search_level), errors)
 
 
 def _num(value):
@@ -434,6 +573,49 @@ def result(node, experiment, host, baseline, probe_names, probe_stats, threshold
     return out
 
 
+def result_step(host, v, seen, state, node, recovery):
+    """The host's result from the role's variables.
+
+    ``v``: the role's name and k8s_target; ``seen``: this host's request, gate, preflight, baseline,
+    probe_round and error (its __experiment_* variables); ``state``: the last tick; ``node``: the
+    read-back; ``recovery``: the recovery check's answer. A lost node's read-back is not used:
+    the node may still be running its stress, and the loss is the result.
+    """
+    state = state or {}
+    mine = (state.get("hosts") or {}).get(host) or {}
+    request, gate_out = seen["request"], seen.get("gate") or {}
+    plan = (seen.get("preflight") or {}).get("plan") or {}
+    heartbeat = heartbeat_stats(state, request["interval"], gate_out.get("heartbeat_timeout"))
+    heartbeat.update(configured_timeout_seconds=plan.get("heartbeat_timeout_seconds"),
+                     check_round_seconds=gate_out.get("check_round_seconds"))
+    lost = mine.get("lost") or ""
+    return result(node if not lost else None, str(v.get("name")), host, (seen.get("baseline") or {}).get("summary"),
+                  [p["name"] for p in request.get("probes") or []] or None, mine.get("probes"), request["threshold"],
+                  recovery, state.get("abort_reason") or "", lost or seen.get("error") or "", heartbeat,
+                  tally=(seen.get("probe_round") or {}).get("tally"), k8s_target=v.get("k8s_target") or None)
+
+
+def failure_step(host, v, control, gate_out, play_hosts, error):
+    """Why this host's run fails the play (after the report is written), or ''.
+
+    In this order: the node was lost; with experiment_fail_on_abort, the experiment was aborted or
+    a task of this host failed (``error``); with experiment_any_errors_fatal, another participant
+    failed. ``control``: the last tick; ``v``: the role's fail_on_abort and any_errors_fatal.
+    """
+    control = control or {}
+    lost = ((control.get("hosts") or {}).get(host) or {}).get("lost")
+    fail_on_abort = flag(v, "fail_on_abort")
+    if lost:
+        return lost
+    if fail_on_abort and control.get("abort_reason"):
+        return "aborted: " + control["abort_reason"]
+    if fail_on_abort and error:
+        return error
+    if flag(v, "any_errors_fatal") and any(h not in play_hosts for h in (gate_out or {}).get("participants") or []):
+        return "another host failed (experiment_any_errors_fatal)"
+    return ""
+
+
 def report_input(hosts):
     """{host: result or failure or None} for the report, from {host: (result, problem)}."""
     out = {}
@@ -452,3 +634,11 @@ def report_basename(experiment, basename=None, awx_job_id=None):
     if _text(basename):
         return _text(basename)
     return "stress-report-%s%s" % (experiment, ("-job%s" % awx_job_id) if _text(awx_job_id) else "")
+
+
+def collect_step(hosts, v, awx_job_id=None):
+    """What the report task takes: the results (report_input of ``hosts``), the hosts it expects
+    (experiment_expected_hosts, else every participant) and the file name (report_basename)."""
+    results = report_input(hosts)
+    return {"results": results, "expected_hosts": list(v.get("expected_hosts") or []) or sorted(results),
+            "basename": report_basename(v.get("name"), v.get("report_basename"), awx_job_id)}

@@ -5,7 +5,7 @@
 
 The game_day playbook only sequences; unit tests in
 tests/unit/plugins/plugin_utils/test_game_day.py. The summary files are rendered
-by the report code (_report.render_game_day), like every other report.
+by the report code (_report.write_game_day), like every other report.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -146,6 +146,34 @@ def host_vars(spec, batch_index, host, hosts, role_defaults, targets=None):
     out.update(experiment_report=False, experiment_fail_on_abort=False,
                experiment_expected_hosts=hosts[experiment["name"]])
     return {"name": experiment["name"], "vars": out}
+
+
+# An experiment's own settings its report is written with (role defaults, then the spec's, then its own).
+REPORT_KEYS = ("experiment_achieved_min_percent", "experiment_publish_copy_to", "experiment_publish_upload_url",
+               "experiment_publish_upload_method", "experiment_publish_upload_headers",
+               "experiment_publish_webhook_url", "experiment_publish_webhook_link",
+               "experiment_publish_validate_certs", "experiment_publish_fail_on_error")
+
+
+def report_host(planned, play_hosts):
+    """The host whose variables hold an experiment's settings: the first of its planned hosts still in the
+    play (it set them in its batch), else its first planned host."""
+    in_play = [h for h in planned or [] if h in play_hosts]
+    return (in_play or list(planned or []) or [None])[0]
+
+
+def report_vars(names, planned, play_hosts, seen, role_defaults):
+    """{experiment: its REPORT_KEYS} for the reports written after a batch.
+
+    ``planned``: {experiment: its hosts}; ``seen``: {host: its variables} of the report hosts. A value
+    the report host does not have (it never got this batch's variables) is the role's default.
+    """
+    out = {}
+    for name in names:
+        mine = seen.get(report_host(planned.get(name), play_hosts)) or {}
+        out[name] = dict((key, mine[key] if mine.get(key) is not None else role_defaults.get(key))
+                         for key in REPORT_KEYS)
+    return out
 
 
 def gate(batch_index, names, reports, continue_on):

@@ -18,6 +18,8 @@ __metaclass__ = type
 import os
 import shutil
 
+from ansible_collections.chaosfleet.stress.plugins.module_utils._k8s_auth import KUBECTL_VARS
+
 SPLIT = "--"
 
 # What a host split per container copies from its node: how to reach it and become root there.
@@ -39,14 +41,7 @@ CONNECTION_VARS = (
 ENTRY_KEYS = ("name", "node", "in_inventory", "node_ip", "container_id", "suffix", "kubernetes")
 # A node's own host var that overrides the play's k8s_node_access (a mix of SSH and agent nodes).
 ACCESS_VAR = "k8s_node_access"
-# The collection's Kubernetes auth options -> the kubernetes.core.kubectl connection's variables.
-KUBECTL_VARS = (
-    ("kubeconfig", "ansible_kubectl_kubeconfig"), ("context", "ansible_kubectl_context"),
-    ("host", "ansible_kubectl_host"), ("api_key", "ansible_kubectl_token"),
-    ("username", "ansible_kubectl_username"), ("password", "ansible_kubectl_password"),
-    ("client_cert", "ansible_kubectl_cert_file"), ("client_key", "ansible_kubectl_key_file"),
-    ("ca_cert", "ansible_kubectl_ssl_ca_cert"), ("validate_certs", "ansible_kubectl_verify_ssl"),
-)
+# The auth options -> kubernetes.core.kubectl connection variables are KUBECTL_VARS in _k8s_auth.py.
 # Inside the agent pod: the image's Python, and the host's cgroupfs where the DaemonSet mounts it.
 AGENT_PYTHON = "/usr/bin/python3"
 AGENT_SYS_ROOT = "/host"
@@ -90,6 +85,20 @@ def plan_hosts(by_node, inventory_hosts=(), limit=None):
                 "kubernetes": names,
             })
     return out
+
+
+def as_entries(value, inventory_hosts=(), limit=None):
+    """The one shape the k8s_hosts filter works on: planned entries (see plan_hosts).
+
+    Its input is k8s_targets' RV(by_node) (a mapping, planned here), or the list the filter returned
+    before (a game day's planned hosts, already entries). Anything else raises, naming both shapes.
+    """
+    if isinstance(value, dict):
+        return plan_hosts(value, inventory_hosts, limit)
+    if isinstance(value, list) and all(isinstance(e, dict) and set(ENTRY_KEYS) <= set(e) for e in value):
+        return value
+    raise K8sHostsError("k8s_hosts needs the by_node mapping that chaosfleet.stress.k8s_targets returns, or the "
+                        "list of hosts k8s_hosts planned, got %s" % type(value).__name__)
 
 
 def skipped_hosts(by_node, limit):
@@ -179,10 +188,8 @@ def with_add_host(entries, hostvars, group=None, access="ssh", agents=None, kube
 
     With agent access (the play's ``access``, or a node's own k8s_node_access), the node must have a ready
     agent in ``agents`` (k8s_targets' RV(agents)) and the controller needs kubectl: otherwise this raises,
-    naming every such node, so the play stops before anything starts.
+    naming every such node, so the play stops before anything starts. ``entries`` are as_entries' output.
     """
-    if not isinstance(entries, list) or not all(isinstance(e, dict) and set(ENTRY_KEYS) <= set(e) for e in entries):
-        raise K8sHostsError("k8s_hosts with hostvars needs by_node or the list of hosts k8s_hosts planned")
     out, unready = [], []
     for entry in entries:
         node_vars = None

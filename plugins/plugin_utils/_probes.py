@@ -19,9 +19,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import os
 import time
 
+from ansible_collections.chaosfleet.stress.plugins.module_utils import _result
+from ansible_collections.chaosfleet.stress.plugins.module_utils._k8s_auth import missing_partner, with_environment
 from ansible_collections.chaosfleet.stress.plugins.module_utils._probe_checks import (
     ProbeSpecError, normalize_all, result, run_local, scrub, secrets_of,
 )
@@ -92,21 +93,11 @@ def judge_kubernetes(probe, states, baseline, latency, error=None):
 
 
 def auth_params(auth, environ=None):
-    """The probe's auth options, with the K8S_AUTH_* fallbacks k8s_targets uses."""
-    from ansible_collections.chaosfleet.stress.plugins.module_utils._k8s_client import AUTH_ARG_SPEC
-    environ = os.environ if environ is None else environ
-    params = {}
-    for key, spec in AUTH_ARG_SPEC.items():
-        value = auth.get(key)
-        if value is None and spec.get("fallback"):
-            for name in spec["fallback"][1]:
-                if environ.get(name):
-                    value = environ[name]
-                    break
-        if value is not None and spec.get("type") == "bool" and not isinstance(value, bool):
-            value = str(value).strip().lower() in ("1", "true", "yes", "on")
-        params[key] = value
-    return params
+    """The probe's auth options with the K8S_AUTH_* fallbacks, read as k8s_targets reads them (_k8s_auth).
+
+    Raises ValueError for a yes/no variable that is neither: a typo must not turn TLS checks off.
+    """
+    return with_environment(auth, environ)
 
 
 def check_kubernetes(probe, baseline, clock=time.monotonic):
@@ -118,7 +109,13 @@ def check_kubernetes(probe, baseline, clock=time.monotonic):
     if not HAS_KUBERNETES:
         return judge_kubernetes(probe, None, baseline, 0.0, "the kubernetes Python package is not installed "
                                 "on the controller")
-    params = auth_params(probe.get("auth") or {})
+    try:
+        params = auth_params(probe.get("auth") or {})
+    except ValueError as exc:
+        return judge_kubernetes(probe, None, baseline, 0.0, str(exc))
+    if missing_partner(params):
+        return judge_kubernetes(probe, None, baseline, 0.0, "the auth options go together: %s"
+                                % missing_partner(params))
     try:
         reader = K8sReader(build_configuration(params), params, timeout=max(1.0, probe["timeout"]))
         if probe["pod"]:
@@ -189,6 +186,8 @@ def update_tally(tally, phase, results, baselines=None):
         entry = probes.setdefault(checked["name"], {"type": checked["type"], "checks": 0, "passed": 0,
                                                     "latencies": [], "phases": {}, "last_failure": None})
         stage = entry["phases"].setdefault(phase, {"checks": 0, "passed": 0})
+        stage["latencies"] = list(stage.get("latencies") or [])
+        stage["values"] = list(stage.get("values") or [])
         entry["checks"] += 1
         stage["checks"] += 1
         if checked["ok"]:
@@ -198,11 +197,23 @@ def update_tally(tally, phase, results, baselines=None):
             entry["last_failure"] = {"phase": phase, "detail": checked["detail"]}
         if checked.get("latency_ms") is not None:
             entry["latencies"] = (entry["latencies"] + [checked["latency_ms"]])[-MAX_LATENCIES:]
+            stage["latencies"] = (stage["latencies"] + [checked["latency_ms"]])[-MAX_LATENCIES:]
+        value = (checked.get("observed") or {}).get("value")
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            stage["values"] = (stage["values"] + [value])[-MAX_LATENCIES:]
     out = {"rounds": int(tally.get("rounds") or 0) + 1, "probes": probes,
            "k8s_baselines": dict(tally.get("k8s_baselines") or {})}
     if baselines is not None:
         out["k8s_baselines"] = dict(baselines)
     return out
+
+
+def phase_figures(stage):
+    """A phase's counts with its latency percentiles and the probe's values (no raw lists)."""
+    latencies, values = stage.get("latencies") or [], stage.get("values") or []
+    return {"checks": stage.get("checks", 0), "passed": stage.get("passed", 0),
+            "latency_ms": {"p50": _percentile(latencies, 0.5), "p95": _percentile(latencies, 0.95)},
+            "value": {"last": values[-1], "min": min(values), "max": max(values)} if values else None}
 
 
 def summary(tally):
@@ -217,7 +228,7 @@ def summary(tally):
             "pass_rate": round(100.0 * entry.get("passed", 0) / checks, 1) if checks else None,
             "latency_ms": {"p50": _percentile(latencies, 0.5), "p95": _percentile(latencies, 0.95),
                            "max": max(latencies) if latencies else None},
-            "phases": entry.get("phases") or {},
+            "phases": dict((name, phase_figures(stage)) for name, stage in (entry.get("phases") or {}).items()),
             "last_failure": entry.get("last_failure"),
         })
     return out
@@ -233,8 +244,8 @@ def judged(stats, summaries, threshold):
 
     ``stats``: [{name, checks, failures, last_failure}] of the stress (the monitor's counts);
     ``summaries``: summary(tally). The stress counts come from the tally when it has the probe,
-    so the verdict and its explanation use the same numbers. A probe breaks when it failed
-    more than ``threshold`` checks during the stress, or any check after recovery.
+    so the verdict and its explanation use the same numbers. Whether a probe broke is
+    _result.probe_broke (more than ``threshold`` failures in the stress, or any after recovery).
     """
     lines = dict((line["name"], line) for line in summaries)
     out = []
@@ -251,7 +262,7 @@ def judged(stats, summaries, threshold):
             latency = line["latency_ms"]
             speed = ("latency p50 %s ms, p95 %s ms" % (latency["p50"], latency["p95"])
                      if latency["p50"] is not None else "no latency measured")
-            if entry["failures"] > threshold or entry["recovery_failed"]:
+            if _result.probe_broke(entry["failures"], threshold, entry["recovery_failed"]):
                 why = []
                 if entry["failures"] > threshold:
                     why.append("%d failed checks during the stress, %d allowed" % (entry["failures"], threshold))

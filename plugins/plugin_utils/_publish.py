@@ -25,7 +25,8 @@ import tempfile
 
 from urllib.parse import urlsplit, urlunsplit
 
-from ansible_collections.chaosfleet.stress.plugins.module_utils._probe_checks import http_get, scrub
+from ansible_collections.chaosfleet.stress.plugins.module_utils._http import request
+from ansible_collections.chaosfleet.stress.plugins.module_utils._probe_checks import scrub
 
 CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".md": "text/markdown; charset=utf-8",
                  ".json": "application/json", ".txt": "text/plain; charset=utf-8"}
@@ -205,7 +206,7 @@ def _same(a, b):
 
 def _send(url, method, headers, body, options):
     """(status or None, answer text, error) of one request."""
-    status, text, _seconds, error = http_get(url, method, headers, body, options["timeout"], options["validate_certs"])
+    status, text, _seconds, error = request(url, method, headers, body, options["timeout"], options["validate_certs"])
     return status, text, error
 
 
@@ -270,6 +271,24 @@ def secrets_of(args):
     parts = [urlsplit(u) for u in (upload, hook or "")]
     found.extend(p.password for p in parts if p.password)
     return [s for s in found if s and len(s) >= 4 and s != "/"]
+
+
+def outcome(result, copy_to=None, fail_on_error=True):
+    """What a publish did, as lines to show, and why it fails the play ('' when it does not).
+
+    ``result``: run()'s answer, or {msg} when the input was bad and nothing was published (that
+    always fails). A destination that failed fails the play only with ``fail_on_error``; the role
+    and the game day show the lines and fail with ``failure``, so their wording is this one.
+    """
+    if "errors" not in result:
+        why = str(result.get("msg") or "unknown error")
+        return {"lines": ["FAILED: " + why], "failure": why}
+    webhook = result.get("webhook") or {}
+    lines = ((["copied to %s" % copy_to] if result.get("copied") else [])
+             + ["uploaded to %s" % u["url"] for u in result.get("uploaded") or [] if u.get("ok")]
+             + (["summary posted to %s" % webhook["url"]] if webhook.get("ok") else [])
+             + ["FAILED: %s" % e for e in result["errors"]])
+    return {"lines": lines, "failure": "; ".join(result["errors"]) if result["errors"] and fail_on_error else ""}
 
 
 def run(args, check_mode=False):

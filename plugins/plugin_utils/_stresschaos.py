@@ -30,7 +30,7 @@ from ansible_collections.chaosfleet.stress.plugins.module_utils._k8s_select impo
 from ansible_collections.chaosfleet.stress.plugins.module_utils._plan import (
     WORKER_LIMITS, PlanError, check_stress_ng_args)
 from ansible_collections.chaosfleet.stress.plugins.module_utils._units import (
-    MAX_DURATION_SECONDS, format_bytes, format_duration)
+    MAX_DURATION_SECONDS, UnitError, format_bytes, format_duration, parse_bool)
 
 API_VERSION = "chaos-mesh.org/v1alpha1"
 # Manifest-level switches (metadata.annotations); the play's stresschaos_* variables set the same for every
@@ -261,9 +261,11 @@ def settings_of(raw):
             out[key] = value
     if out["memory_percent_of"] not in PERCENT_OF:
         problems.append("stresschaos_memory_percent_of must be limit or node, got %r" % (out["memory_percent_of"],))
-    if isinstance(out["allow_stressng"], str):
-        out["allow_stressng"] = out["allow_stressng"].strip().lower() in ("1", "true", "yes", "on")
-    out["allow_stressng"] = bool(out["allow_stressng"])
+    try:
+        out["allow_stressng"] = parse_bool(out["allow_stressng"], "stresschaos_allow_stressng")
+    except UnitError as exc:
+        problems.append(str(exc))
+        out["allow_stressng"] = False
     out["max_duration_seconds"] = None
     if out["max_duration"] not in ("", None):
         seconds = go_duration(str(out["max_duration"]).strip())

@@ -109,22 +109,43 @@ class App:
 
 
 class Prometheus:
-    """A real Prometheus (Debian's 2.42) scraping the app every second, on a loopback port."""
+    """A real Prometheus (Debian's 2.42) scraping the app every second, on a loopback port.
 
-    def __init__(self, workdir, target_port):
+    ``file_sd_jobs``: more jobs whose targets the test sets while Prometheus runs (``set_targets``; Prometheus
+    watches the file), e.g. the lab's cache apps on this host and on the fleet's nodes (headroom_fixtures.py).
+    """
+
+    def __init__(self, workdir, target_port=None, file_sd_jobs=()):
         self.port = free_port()
         self.url = "http://127.0.0.1:%d" % self.port
+        self.workdir = workdir
         config = os.path.join(workdir, "prometheus.yml")
+        jobs = []
+        if target_port:
+            jobs.append({"job_name": "cflab-app", "scrape_timeout": "1s",
+                         "static_configs": [{"targets": ["127.0.0.1:%d" % target_port]}]})
+        for job in file_sd_jobs:
+            self.set_targets(job, [])
+            jobs.append({"job_name": job, "scrape_timeout": "1s",
+                         "file_sd_configs": [{"files": [self._targets_file(job)], "refresh_interval": "1s"}]})
         with open(config, "w") as handle:
-            json.dump({"global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
-                       "scrape_configs": [{"job_name": "cflab-app", "scrape_timeout": "1s",
-                                           "static_configs": [{"targets": ["127.0.0.1:%d" % target_port]}]}]},
+            json.dump({"global": {"scrape_interval": "1s", "evaluation_interval": "1s"}, "scrape_configs": jobs},
                       handle)
         self.log = open(os.path.join(workdir, "prometheus.log"), "w")
         self.proc = subprocess.Popen(
             [PROMETHEUS, "--config.file=" + config, "--storage.tsdb.path=" + os.path.join(workdir, "tsdb"),
              "--web.listen-address=127.0.0.1:%d" % self.port, "--log.level=warn"],
             stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+    def _targets_file(self, job):
+        return os.path.join(self.workdir, "targets-%s.json" % job)
+
+    def set_targets(self, job, groups):
+        """The targets of a file_sd job: [{"targets": ["host:port"], "labels": {...}}, ...] (atomic write)."""
+        tmp = self._targets_file(job) + ".tmp"
+        with open(tmp, "w") as handle:
+            json.dump(groups, handle)
+        os.replace(tmp, self._targets_file(job))
 
     def query(self, expr):
         url = "%s/api/v1/query?%s" % (self.url, urllib.parse.urlencode({"query": expr}))

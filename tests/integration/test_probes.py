@@ -193,3 +193,70 @@ def test_bad_probe_definitions_fail_the_task_in_one_line(faults, index):
 def test_results_are_json(rounds):
     tally = rounds[1]["probe"]["tally"]
     assert tally and json.loads(json.dumps(tally)) == tally
+
+
+# ---------------------------------------------------------------- Kubernetes probes authenticate as k8s_targets does
+
+KUBE_BASIC_PASSWORD = "cflab-basic-pw-" + "4c1e9a"
+KUBE_ENV_TOKEN = "cflab-env-token-" + "b82d5f0e"
+
+
+@pytest.fixture(scope="module")
+def kube_auth_runs(double, workdir):
+    """One probe per way k8s_targets takes credentials (options, aliases), then the K8S_AUTH_* environment alone."""
+    from tests.k8s_double.tls import CertificateAuthority
+    other_ca = CertificateAuthority(tempfile.mkdtemp(prefix="cflab-other-ca-", dir=workdir))
+    double.add_basic_user("cflab-basic", KUBE_BASIC_PASSWORD)
+    double.add_token(KUBE_ENV_TOKEN, user="cflab-env")
+    two_contexts = double.kubeconfig_dict()
+    second = double.kubeconfig_dict(inline_ca=True, context="second")
+    for key in ("contexts", "clusters", "users"):
+        two_contexts[key] += second[key]
+    direct = {"host": double.url, "ca_cert": double.ca_path}
+    ways = [
+        ("kubeconfig-path", {"kubeconfig": double.kubeconfig_path}),
+        ("kubeconfig-dict", {"kubeconfig": double.kubeconfig_dict(inline_ca=True)}),
+        ("kubeconfig-dict-context", {"kubeconfig": two_contexts, "context": "second"}),
+        ("api-key", dict(direct, api_key=double.token)),
+        ("basic-auth", dict(direct, username="cflab-basic", password=KUBE_BASIC_PASSWORD)),
+        ("client-cert-aliases", {"host": double.url, "ssl_ca_cert": double.ca_path,
+                                 "cert_file": double.client_cert, "key_file": double.client_key}),
+        ("verify-ssl-alias-off", {"kubeconfig": double.kubeconfig_path, "ca_cert": other_ca.ca_path,
+                                  "verify_ssl": False}),
+        ("bad-ca", {"kubeconfig": double.kubeconfig_path, "ca_cert": other_ca.ca_path}),
+    ]
+    probe = {"type": "kubernetes", "namespace": "shop", "label_selector": "app=web", "min_pods": 2}
+    given = run_tasks(workdir, [{"name": "probe", "chaosfleet.stress.probe": {
+        "probes": [dict(probe, name=name, **auth) for name, auth in ways]}}],
+        vars_extra={"ansible_connection": "local"}, verbosity=4)
+    # The environment of the controller (where the action runs), with kubernetes.core's second names.
+    environ = {"K8S_AUTH_HOST": double.url, "K8S_AUTH_API_KEY": KUBE_ENV_TOKEN, "K8S_AUTH_CA_CERT": double.ca_path}
+    from_env = run_tasks(workdir, [{"name": "probe", "chaosfleet.stress.probe": {"probes": [dict(probe, name="env")]}}],
+                         vars_extra={"ansible_connection": "local"}, env=environ, verbosity=4)
+    return given, from_env
+
+
+@pytest.mark.parametrize("name", ["kubeconfig-path", "kubeconfig-dict", "kubeconfig-dict-context", "api-key",
+                                  "basic-auth", "client-cert-aliases", "verify-ssl-alias-off"])
+def test_kubernetes_probe_takes_every_way_k8s_targets_authenticates(kube_auth_runs, name):
+    got = _by_name(kube_auth_runs[0])[name]
+    assert got["ok"] and got["observed"]["pods"] == 2, got["detail"]
+
+
+def test_kubernetes_probe_checks_the_ca(kube_auth_runs):
+    got = _by_name(kube_auth_runs[0])["bad-ca"]
+    assert not got["ok"] and "TLS verification of the Kubernetes API at" in got["detail"]
+
+
+def test_kubernetes_probe_reads_the_k8s_auth_environment(kube_auth_runs, double):
+    from_env = kube_auth_runs[1]
+    got = from_env["probe"]["probes"][0]
+    assert got["ok"] and got["observed"]["pods"] == 2, got["detail"]
+    assert any(c["user"] == "cflab-env" for c in double.calls("pods"))
+
+
+def test_kubernetes_probe_credentials_never_reach_the_output(kube_auth_runs, double):
+    for run in kube_auth_runs:
+        text = run.stdout + run.stderr + run.raw_results
+        for secret in (double.token, KUBE_BASIC_PASSWORD, KUBE_ENV_TOKEN):
+            assert secret not in text

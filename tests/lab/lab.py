@@ -9,6 +9,9 @@ cgroup v2 (unified) host; the mode is read from /proc/self/mountinfo.
     lab.py destroy (--prefix P | --all) [--state-dir DIR]
     lab.py status  --prefix P [--state-dir DIR]
     lab.py restart --prefix P --pod NAME [--state-dir DIR]
+    lab.py add-pod --prefix P --pod NAME --memory-limit BYTES [--cpu-limit CORES] [--port N]
+                   [--host-runtime] [--bind SRC:DST[:ro]]... [--data-dir-at DST] -- COMMAND...
+    lab.py remove-pod --prefix P --pod NAME [--state-dir DIR]
 
 Everything a lab owns carries its prefix: the cgroup root /<prefix> in every
 hierarchy, the run directory /run/<prefix> (runc root, rootfs, bundles, logs)
@@ -397,8 +400,9 @@ def spec_template(prefix):
     return json.loads(json.dumps(_SPEC_TEMPLATE))
 
 
-def container_config(prefix, rootfs, args, hostname, cgroup_path, resources, netns):
+def container_config(prefix, rootfs, args, hostname, cgroup_path, resources, netns, mounts=()):
     config = spec_template(prefix)
+    config["mounts"] = config.get("mounts", []) + list(mounts)
     config["root"] = {"path": str(rootfs), "readonly": True}
     config["hostname"] = hostname
     process = config["process"]
@@ -585,6 +589,8 @@ def start_app(state, pod, spec, ports, state_dir, port=None, restart_count=0):
     prefix = state["prefix"]
     netns = state.get("netns")
     oom_group = state.get("cgroup_version") == 2
+    if spec["app"] == "command":
+        return start_command_app(state, pod, spec, ports, port, restart_count, oom_group, state_dir)
     for _attempt in range(3):
         container_id = new_container_id()
         cgroup_path = pod["cgroup_path"] + "/" + container_leaf(
@@ -744,7 +750,7 @@ def restart(prefix, state_dir, pod_name):
     pod = next((p for p in state["pods"] if p["name"] == pod_name), None)
     if pod is None:
         raise LabError("lab %s has no pod %r" % (prefix, pod_name))
-    spec = pod_spec(pod_name)
+    spec = pod.get("spec") or pod_spec(pod_name)
     old = next(c for c in pod["containers"] if not c["sandbox"])
     remove_container(prefix, old["runc_id"])
     kill_cgroup_tree(old["cgroup_path"])
@@ -753,6 +759,163 @@ def restart(prefix, state_dir, pod_name):
     port_base = old["http_port"] if old["http_port"] else None
     start_app(state, pod, spec, PortPicker(port_base), state_dir,
               restart_count=old.get("restart_count", 0) + 1)
+    return save_state(state, state_dir)
+
+
+# ---------------------------------------------------------------- pods with a command of their own
+
+# Test aid (tests/integration/headroom_fixtures.py): a pod whose app is any command, e.g. a Python
+# service run with the node's own /usr (--host-runtime), with bind mounts and a data directory on disk.
+MERGED_USR = ("bin", "sbin", "lib", "lib64")
+
+
+def data_dir(state_dir, prefix, pod_name):
+    """Host directory a pod's --data-dir-at is bound from: on disk beside the state file, never on /run."""
+    return Path(state_dir) / (prefix + ".data") / pod_name
+
+
+def filesystem_type(path):
+    best, fstype = "", None
+    path = os.path.realpath(str(path))
+    with open("/proc/self/mountinfo") as handle:
+        for line in handle:
+            left, _, right = line.partition(" - ")
+            point = unescape(left.split()[4])
+            if (path == point or path.startswith(point.rstrip("/") + "/")) and len(point) >= len(best):
+                best, fstype = point, right.split()[0]
+    return fstype
+
+
+def bind_mount(source, destination, read_only):
+    return {"destination": destination, "type": "bind", "source": str(source),
+            "options": ["rbind", "ro" if read_only else "rw", "nosuid", "nodev"]}
+
+
+def pod_rootfs(state, pod_name, host_runtime):
+    """A pod's own read-only rootfs: busybox, or the host's /usr bound in (merged /usr links) for --host-runtime."""
+    rootfs = Path(state["run_dir"]) / "pods" / pod_name / "rootfs"
+    if rootfs.exists():
+        return rootfs
+    if not host_runtime:
+        return Path(state["rootfs"])
+    for sub in ("usr", "proc", "dev", "sys", "tmp", "etc"):
+        (rootfs / sub).mkdir(parents=True, exist_ok=True)
+    for name in MERGED_USR:
+        os.symlink("usr/" + name, str(rootfs / name))
+    (rootfs / "etc" / "passwd").write_text("root:x:0:0:root:/:/bin/sh\n")
+    (rootfs / "etc" / "group").write_text("root:x:0:\n")
+    return rootfs
+
+
+def start_command_app(state, pod, spec, ports, port, restart_count, oom_group, state_dir):
+    """Start a pod's command app (spec["command"], "{port}" replaced) and append it to pod["containers"]."""
+    prefix = state["prefix"]
+    rootfs = pod_rootfs(state, pod["name"], spec.get("host_runtime"))
+    mounts = [bind_mount("/usr", "/usr", True)] if spec.get("host_runtime") else []
+    for source, destination, read_only in spec.get("binds", []):
+        (rootfs / destination.lstrip("/")).mkdir(parents=True, exist_ok=True)
+        mounts.append(bind_mount(source, destination, read_only))
+    for _attempt in range(3):
+        container_id = new_container_id()
+        cgroup_path = pod["cgroup_path"] + "/" + container_leaf(
+            pod["cgroup_driver"], pod["runtime"], container_id)
+        runc_id = "%s-%s-app-%s" % (prefix, pod["name"], container_id[:12])
+        port = port or ports.pick()
+        command = [word.replace("{port}", str(port)) for word in spec["command"]]
+        container = {
+            "name": pod["name"], "id": container_id,
+            "runtime_id": runtime_id(pod["runtime"], container_id),
+            "runc_id": runc_id, "sandbox": False, "pid": None, "cgroup_path": cgroup_path,
+            "memory_limit_bytes": spec["memory_limit"],
+            "memory_request_bytes": spec["memory_request"],
+            "cpu_limit_cores": spec["cpu_limit"], "cpu_request_cores": spec["cpu_request"],
+            "image": "host-runtime" if spec.get("host_runtime") else IMAGE, "http_port": port,
+            "command": command, "restart_count": restart_count, "oom_group": oom_group,
+        }
+        pod["containers"].append(container)
+        save_state(state, state_dir)
+        config = container_config(
+            prefix, rootfs, command, pod["name"], cgroup_path,
+            container_resources(spec["memory_limit"], spec["cpu_limit"], spec["cpu_request"], oom_group),
+            state.get("netns"), mounts)
+        container["pid"] = start_container(prefix, runc_id, config)
+        save_state(state, state_dir)
+        if wait_listening(container["pid"], port, timeout=spec.get("ready_timeout", 60)):
+            return container
+        remove_container(prefix, runc_id)
+        kill_cgroup_tree(cgroup_path)
+        remove_cgroup_tree(cgroup_path)
+        pod["containers"].remove(container)
+        save_state(state, state_dir)
+        if spec.get("fixed_port"):
+            break
+        port = None
+    raise LabError("the app of pod %s did not listen (see %s)" % (
+        pod["name"], run_dir(prefix) / "logs"))
+
+
+def add_pod(prefix, state_dir, name, memory_limit, cpu_limit, command, binds=(), data_dir_at=None,
+            host_runtime=False, port=None, ready_timeout=60):
+    """Add a Burstable cgroupfs pod (sandbox + one app container running command) to a lab."""
+    state = load_state(state_dir, check_prefix(prefix))
+    if state is None:
+        raise LabError("no state file for %s" % prefix)
+    if not re.match(r"^[a-z][a-z0-9-]{0,30}$", name or ""):
+        raise LabError("pod name %r: lower-case letters, digits and -" % name)
+    if any(p["name"] == name for p in state["pods"]) or any(s["name"] == name for s in POD_SPECS):
+        raise LabError("lab %s already has a pod %r" % (prefix, name))
+    binds = [list(b) for b in binds]
+    if data_dir_at:
+        directory = data_dir(state_dir, prefix, name)
+        directory.mkdir(parents=True, exist_ok=True)
+        fstype = filesystem_type(directory)
+        if fstype in ("tmpfs", "ramfs"):
+            raise LabError("%s is on %s, whose pages the kernel cannot evict; use a disk" % (directory, fstype))
+        binds.append([str(directory), data_dir_at, False])
+    spec = {"name": name, "qos_class": "Burstable", "cgroup_driver": "cgroupfs", "runtime": "containerd",
+            "app": "command", "command": list(command), "binds": binds, "host_runtime": bool(host_runtime),
+            "memory_limit": memory_limit, "memory_request": memory_limit // 2 if memory_limit else None,
+            "cpu_limit": cpu_limit, "cpu_request": (cpu_limit / 2.0) if cpu_limit else 0.1,
+            "fixed_port": bool(port), "ready_timeout": ready_timeout}
+    uid = str(uuid.uuid4())
+    pod = {
+        "name": name, "namespace": "default", "uid": uid, "qos_class": spec["qos_class"],
+        "cgroup_driver": "cgroupfs", "runtime": spec["runtime"],
+        "cgroup_path": pod_cgroup_path(state["cgroup_root"], "cgroupfs", spec["qos_class"], uid),
+        "labels": {"app": name, "chaosfleet.io/lab": prefix},
+        "annotations": {"kubernetes.io/config.source": "api", "chaosfleet.io/node": state["node_name"]},
+        "containers": [], "sandbox": None, "spec": spec,
+    }
+    state["pods"].append(pod)
+    save_state(state, state_dir)
+    try:
+        make_cgroup(pod["cgroup_path"])
+        set_pod_limits(pod, spec)
+        start_sandbox(state, pod, state.get("netns"))
+        save_state(state, state_dir)
+        start_command_app(state, pod, spec, PortPicker(None), port, 0, state.get("cgroup_version") == 2, state_dir)
+    except BaseException:
+        remove_pod(prefix, state_dir, name)
+        raise
+    return save_state(state, state_dir)
+
+
+def remove_pod(prefix, state_dir, name):
+    """Stop a pod's containers, remove its cgroups, rootfs, bundles and data dir, and drop it from the state."""
+    state = load_state(state_dir, check_prefix(prefix))
+    if state is None:
+        raise LabError("no state file for %s" % prefix)
+    pod = next((p for p in state["pods"] if p["name"] == name), None)
+    if pod is None:
+        raise LabError("lab %s has no pod %r" % (prefix, name))
+    for container in list(pod["containers"]) + ([pod["sandbox"]] if pod.get("sandbox") else []):
+        remove_container(prefix, container["runc_id"])
+        shutil.rmtree(str(run_dir(prefix) / "bundles" / container["runc_id"]), ignore_errors=True)
+    kill_cgroup_tree(pod["cgroup_path"])
+    remove_cgroup_tree(pod["cgroup_path"])
+    shutil.rmtree(str(run_dir(prefix) / "pods" / name), ignore_errors=True)
+    shutil.rmtree(str(data_dir(state_dir, prefix, name)), ignore_errors=True)
+    state["pods"].remove(pod)
     return save_state(state, state_dir)
 
 
@@ -845,6 +1008,7 @@ def destroy(prefix, state_dir):
         if leftover:
             raise LabError("refusing to delete %s, still mounted: %s" % (base, leftover))
         shutil.rmtree(str(base))
+    shutil.rmtree(str(Path(state_dir) / (prefix + ".data")), ignore_errors=True)  # add-pod data dirs
     for path in (state_path(state_dir, prefix),
                  state_path(state_dir, prefix).with_name(prefix + ".json.tmp")):
         try:
@@ -899,6 +1063,22 @@ def main(argv=None):
     sub = add("restart", "re-create a pod's app container with a new container ID")
     sub.add_argument("--prefix", required=True)
     sub.add_argument("--pod", required=True)
+    sub = add("add-pod", "add a pod whose app is COMMAND (after --; {port} is its port)")
+    sub.add_argument("--prefix", required=True)
+    sub.add_argument("--pod", required=True)
+    sub.add_argument("--memory-limit", type=int, required=True, help="bytes")
+    sub.add_argument("--cpu-limit", type=float, default=None, help="cores")
+    sub.add_argument("--port", type=int, default=0, help="the app's port (default: a free one)")
+    sub.add_argument("--host-runtime", action="store_true",
+                     help="bind the host's /usr read-only into the pod's rootfs (run host binaries)")
+    sub.add_argument("--bind", action="append", default=[], metavar="SRC:DST[:ro]")
+    sub.add_argument("--data-dir-at", default=None, metavar="DST",
+                     help="bind <state-dir>/<prefix>.data/<pod> (on disk, never tmpfs) read-write at DST")
+    sub.add_argument("--ready-timeout", type=float, default=60.0)
+    sub.add_argument("cmd", nargs=argparse.REMAINDER)
+    sub = add("remove-pod", "stop and remove a pod added by add-pod")
+    sub.add_argument("--prefix", required=True)
+    sub.add_argument("--pod", required=True)
     args = parser.parse_args(argv)
 
     if os.geteuid() != 0:
@@ -927,6 +1107,20 @@ def main(argv=None):
             print(json.dumps(state, indent=2))
         elif args.command == "restart":
             print(restart(args.prefix, args.state_dir, args.pod))
+        elif args.command == "add-pod":
+            command = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+            if not command:
+                raise LabError("add-pod needs a command after --")
+            binds = []
+            for text in args.bind:
+                parts = text.split(":")
+                if len(parts) not in (2, 3) or (len(parts) == 3 and parts[2] != "ro"):
+                    raise LabError("--bind %r: SRC:DST or SRC:DST:ro" % text)
+                binds.append([parts[0], parts[1], len(parts) == 3])
+            print(add_pod(args.prefix, args.state_dir, args.pod, args.memory_limit, args.cpu_limit, command,
+                          binds, args.data_dir_at, args.host_runtime, args.port or None, args.ready_timeout))
+        elif args.command == "remove-pod":
+            print(remove_pod(args.prefix, args.state_dir, args.pod))
     except LabError as exc:
         print("lab: error: %s" % exc, file=sys.stderr)
         return 1

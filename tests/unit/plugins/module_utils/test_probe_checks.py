@@ -71,6 +71,11 @@ def test_names_are_unique():
     ({"name": "a", "type": "kubernetes", "namespace": "n", "label_selector": "app=x", "api_key": "s3cr3t-token",
       "min_pods": 2, "url": None},
      dict(run_on="controller", max_restarts=0, min_pods=2, require_ready=True, auth={"api_key": "s3cr3t-token"})),
+    # k8s_targets' aliases, under the option's name (Ansible's validation leaves the alias beside it)
+    ({"name": "a", "type": "kubernetes", "namespace": "n", "pod": "p", "cert_file": "/c", "key_file": "/k",
+      "ssl_ca_cert": "/ca", "verify_ssl": False, "validate_certs": False},
+     dict(auth={"client_cert": "/c", "client_key": "/k", "ca_cert": "/ca", "validate_certs": False})),
+    ({"name": "a", "url": "https://x/", "verify_ssl": "no"}, dict(validate_certs=False)),
 ])
 def test_defaults_and_conversions(spec, expected):
     probe = normalize(spec)
@@ -144,6 +149,14 @@ def test_secrets_are_scrubbed_from_details():
     secrets = secrets_of(probes)
     text = scrub("sent Bearer tok-123456 and tok-123456 and pw-secret", secrets)
     assert "tok-123456" not in text and "pw-secret" not in text
+
+
+def test_a_kubeconfig_dicts_credentials_and_the_proxy_password_are_secrets():
+    kubeconfig = {"users": [{"name": "u", "user": {"token": "kc-token-1234", "username": "alice"}}],
+                  "clusters": [{"name": "c", "cluster": {"server": "https://api:6443"}}]}
+    probes = normalize_all([{"name": "k", "type": "kubernetes", "namespace": "n", "pod": "p", "kubeconfig": kubeconfig,
+                             "proxy": "http://u:proxy-pw-1@proxy:3128", "api_key": "api-key-1234"}])
+    assert sorted(secrets_of(probes)) == ["api-key-1234", "kc-token-1234", "proxy-pw-1"]
 
 
 @pytest.mark.parametrize("spec, ok, detail_part", [

@@ -98,7 +98,8 @@ def test_strip_leaves_out_samples_and_argv():
 @pytest.mark.parametrize("results", [
     {"node1": "node1_stressor_oom", "node2": "node2_app_oom", "node3": "node3_group_kill"},
     {"node4": "node4_cpu_throttled", "node5": None},
-], ids=["memory", "cpu-and-missing"])
+    {"node1": "node1_search_memory"},
+], ids=["memory", "cpu-and-missing", "search"])
 def test_real_report_json_validates_against_the_published_schema(tmp_path, results):
     with open(SCHEMA) as handle:
         schema = json.load(handle)
@@ -121,3 +122,26 @@ def test_the_schema_rejects_a_wrong_verdict(tmp_path):
         jsonschema.validate({"format_version": 1, "title": "t", "experiment": "e", "verdict": "great",
                              "hosts": {"ok": [], "missing": [], "failed": []}, "verdicts": {}, "results": {}},
                             schema)
+
+
+@pytest.mark.parametrize("failures, threshold, recovery_failed, broke", [
+    (0, 0, False, False),
+    (1, 0, False, True),     # one failure over a threshold of none
+    (2, 2, False, False),    # at the threshold: held
+    (3, 2, False, True),
+    (0, 5, True, True),      # a failed check after recovery breaks it whatever the threshold
+    (0, 0, None, False),     # no recovery round
+], ids=["clean", "over", "at threshold", "over a threshold", "failed after recovery", "no recovery round"])
+def test_probe_broke(failures, threshold, recovery_failed, broke):
+    assert _result.probe_broke(failures, threshold, recovery_failed) is broke
+
+
+def test_target_of_names_every_target_key():
+    target = {"path": "/a", "container_id": "c", "pod_uid": "u", "qos_class": "Burstable", "cgroup_version": 2,
+              "kind": "container"}
+    limits = {"memory_limit_bytes": 10, "cpu_quota_cores": 0.5, "oom_group": False, "memory_high_bytes": 9}
+    got = _result.target_of(target, limits)
+    assert tuple(got) == _result.TARGET_KEYS
+    assert got == {"path": "/a", "container_id": "c", "pod_uid": "u", "qos_class": "Burstable", "cgroup_version": 2,
+                   "limit_bytes": 10, "cpu_quota_cores": 0.5, "oom_group": False}
+    assert _result.target_of(None, None) == dict((k, None) for k in _result.TARGET_KEYS)

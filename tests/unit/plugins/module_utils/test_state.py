@@ -295,3 +295,20 @@ def test_good_names(name):
 def test_bad_names(name):
     with pytest.raises(state.StateError, match="not allowed"):
         state.validate_name(name)
+
+
+@pytest.mark.parametrize("state_dir, name, want_dir", [
+    ("/run/chaosfleet", "e1", "/run/chaosfleet/experiments/e1"),
+    ("/run/chaosfleet/", "e1-abc", "/run/chaosfleet/experiments/e1-abc"),
+    ("/", "e1", "/experiments/e1"),
+])
+def test_experiment_paths_are_the_one_layout(state_dir, name, want_dir):
+    paths = state.experiment_paths(state_dir, name)
+    assert paths == {"dir": want_dir, "heartbeat": want_dir + "/heartbeat", "outcome": want_dir + "/outcome.json",
+                     "result": want_dir + "/result.json"}
+    assert state.experiment_dir(state_dir.rstrip("/") or "/", name) == want_dir
+
+
+def test_experiment_paths_refuse_a_name_that_leaves_the_directory():
+    with pytest.raises(state.StateError, match="not allowed"):
+        state.experiment_paths("/run/chaosfleet", "../x")

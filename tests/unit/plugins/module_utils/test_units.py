@@ -1,7 +1,7 @@
 import pytest
 
 from ansible_collections.chaosfleet.stress.plugins.module_utils._units import (
-    UnitError, format_bytes, format_duration, parse_cpu, parse_duration, parse_quantity, parse_size,
+    UnitError, format_bytes, format_duration, parse_bool, parse_cpu, parse_duration, parse_quantity, parse_size,
 )
 
 MI = 1024 * 1024
@@ -134,3 +134,36 @@ def test_format_duration(seconds, text):
 @pytest.mark.parametrize("count, text", [(None, "unlimited"), (512, "512 B"), (200 * MI, "200.0 MiB")])
 def test_format_bytes(count, text):
     assert format_bytes(count) == text
+
+
+@pytest.mark.parametrize("value, default, strict, expected", [
+    (True, False, True, True),
+    (False, True, True, False),
+    (1, False, True, True),
+    (0, True, True, False),
+    ("yes", False, True, True),
+    (" On ", False, True, True),
+    ("TRUE", False, True, True),
+    ("y", False, True, True),
+    ("t", False, True, True),
+    ("1", False, True, True),
+    ("no", True, True, False),
+    ("off", True, True, False),
+    ("False", True, True, False),
+    ("n", True, True, False),
+    ("f", True, True, False),
+    ("0", True, True, False),
+    (None, True, True, True),      # unset: the default
+    ("", True, True, True),        # an empty survey answer: the default
+    ("  ", False, True, False),
+    ("maybe", True, False, False),  # not validated (an environment variable): anything else is false
+    (2, True, False, False),
+], ids=lambda v: repr(v))
+def test_parse_bool(value, default, strict, expected):
+    assert parse_bool(value, "x", default=default, strict=strict) is expected
+
+
+@pytest.mark.parametrize("value", ["maybe", "ja", "2", 2, 0.5, "truthy", [True]])
+def test_parse_bool_rejects_unknown_words(value):
+    with pytest.raises(UnitError, match="experiment_replace must be true or false"):
+        parse_bool(value, "experiment_replace")

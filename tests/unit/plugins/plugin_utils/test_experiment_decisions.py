@@ -4,6 +4,7 @@ import subprocess
 
 import pytest
 
+from ansible_collections.chaosfleet.stress.plugins.module_utils import _state
 from ansible_collections.chaosfleet.stress.plugins.plugin_utils import _experiment_decisions
 
 GOOD = {
@@ -202,6 +203,18 @@ TICK_CASES = [
      (True, "1 of 2 nodes failed (a), more than 0%", ["b"], 0.0)),
     ("an abort sticks", {"abort_reason": "earlier"}, {"a": beat(), "b": beat()}, {}, ["a", "b"], 100.0, {},
      (True, "earlier", ["a", "b"], 0.0)),
+    # A search level: each host ends its own stress when its steady state breaks; the others hold theirs.
+    ("independent: a broken probe stops only its host", None, {"a": beat(), "b": beat()},
+     {"a": [{"name": "web", "ok": False, "detail": "HTTP 500"}]}, ["a", "b"], 100.0, {"independent": True},
+     (False, "", ["b"], 0.0)),
+    ("independent: an app OOM kill stops only its host", None,
+     {"a": beat("stopped", reason="guard:app_oom_kill"), "b": beat()}, {}, ["a", "b"], 100.0, {"independent": True},
+     (False, "", ["b"], 5.0)),
+    ("independent: every host broke", None, {"a": beat(), "b": beat()},
+     {"a": [{"name": "web", "ok": False, "detail": "x"}], "b": [{"name": "web", "ok": False, "detail": "y"}]},
+     ["a", "b"], 100.0, {"independent": True}, (True, "", [], 0.0)),
+    ("independent: too many lost nodes still abort everywhere", None, {"b": beat()}, {}, ["b"], 100.0,
+     {"independent": True, "max_failed_percent": 0}, (True, "1 of 2 nodes failed (a), more than 0%", ["b"], 0.0)),
 ]
 
 
@@ -214,6 +227,22 @@ def test_tick(state, beats, rounds, play_hosts, now, change, want):
     assert (abort in out["abort_reason"]) if abort else out["abort_reason"] == ""
     assert sorted(h for h, s in out["hosts"].items() if s["active"]) == active
     assert out["wait"] == wait
+    # Only an independent host whose steady state broke is stopped on its own (the others by the rollback).
+
+
+@pytest.mark.parametrize("independent, rounds, want", [
+    (True, {"a": [{"name": "web", "ok": False, "detail": "x"}]}, ["a"]),
+    (True, {"a": [{"name": "web", "ok": False, "detail": "x"}], "b": [{"name": "web", "ok": False, "detail": "y"}]},
+     ["a", "b"]),
+    (True, {}, []),
+    # Not a search: the abort stops everyone through the rollback, nobody on their own.
+    (False, {"a": [{"name": "web", "ok": False, "detail": "x"}]}, []),
+])
+def test_tick_stops_only_the_independent_hosts_whose_steady_state_broke(independent, rounds, want):
+    out = _experiment_decisions.tick(None, {"a": beat(), "b": beat()}, rounds, ["a", "b"], 100.0,
+                                     dict(SETTINGS, independent=independent))
+    assert out["stop"] == want
+    assert all(out["hosts"][h]["status"] == "edge" and "probe web failed" in out["hosts"][h]["edge"] for h in want)
 
 
 def test_tick_a_host_whose_task_failed_is_failed_and_counted():
@@ -305,9 +334,9 @@ def test_report_input():
 
 
 def test_beat_command_quotes_the_directory():
-    command = _experiment_decisions.beat_command("/run/chaos fleet/", "e1")
+    command = _experiment_decisions.beat_command(_state.experiment_paths("/run/chaos fleet/", "e1"))
     assert command.startswith("cd '/run/chaos fleet/experiments/e1' 2>/dev/null || ")
-    assert "touch heartbeat" in command
+    assert "touch '/run/chaos fleet/experiments/e1/heartbeat'" in command
 
 
 def test_beat_command_answers_behind_its_mark_in_a_real_shell(tmp_path):
@@ -316,7 +345,8 @@ def test_beat_command_answers_behind_its_mark_in_a_real_shell(tmp_path):
                                 ("gone", None, "absent")]:
         if outcome:
             (tmp_path / "experiments" / "e1" / "outcome.json").write_text(outcome)
-        out = subprocess.run(["sh", "-c", "echo motd; " + _experiment_decisions.beat_command(str(tmp_path), name)],
+        command = _experiment_decisions.beat_command(_state.experiment_paths(str(tmp_path), name))
+        out = subprocess.run(["sh", "-c", "echo motd; " + command],
                              capture_output=True, text=True, check=True).stdout
         assert _experiment_decisions.parse_beat({"rc": 0, "stdout": out})["status"] == want
     assert (tmp_path / "experiments" / "e1" / "heartbeat").exists()
@@ -361,3 +391,220 @@ def test_a_stress_running_long_past_its_deadline_is_left_to_the_read_back():
 ], ids=["unmeasured", "fast", "at the edge", "slow", "very slow"])
 def test_effective_timeout(configured, interval, round_seconds, want):
     assert _experiment_decisions.effective_timeout(configured, interval, round_seconds) == want
+
+
+# --- the steps the action calls: it reads the variables, these decide -----------------------------------
+
+@pytest.mark.parametrize("change, words", [
+    ({"replace": "maybe"}, "experiment_replace must be true or false"),
+    ({"any_errors_fatal": "sometimes"}, "experiment_any_errors_fatal must be true or false"),
+    ({"stop_guard": "ja"}, "experiment_stop_guard must be true or false"),
+    ({"replace": "yes", "allow_oom": "off", "report": "", "memory_churn": "1"}, None),
+    ({"instance_suffix": "/../x"}, "experiment_name with experiment_instance_suffix"),
+], ids=["replace", "any_errors_fatal", "stop_guard", "every spelling of yes and no", "suffix leaves the directory"])
+def test_request_refuses_unknown_yes_no_words_and_bad_names(change, words):
+    out = _experiment_decisions.request(dict(GOOD, **change), "h1")
+    if words is None:
+        assert out["problems"] == [] and out["memory"]["churn"] is True
+    else:
+        assert any(words in p for p in out["problems"]), out["problems"]
+
+
+def test_request_gives_the_paths_the_role_uses():
+    out = _experiment_decisions.request(dict(GOOD, state_dir="/var/run/cf/", instance_suffix="-abc"), "h1")
+    assert out["paths"] == {"dir": "/var/run/cf/experiments/e1-abc", "heartbeat": "/var/run/cf/experiments/e1-abc/heartbeat",
+                            "outcome": "/var/run/cf/experiments/e1-abc/outcome.json",
+                            "result": "/var/run/cf/experiments/e1-abc/result.json"}
+    assert "/var/run/cf/experiments/e1-abc" in out["beat_command"]
+
+
+PREFLIGHT_V = {"type": "memory", "require_limit": True, "allow_oom": False, "min_free_percent": 0, "replace": False,
+               "oom_group_policy": "require_ack", "oom_group_ack": False}
+REQUEST = {"node_name": "e1", "interval": 5, "threshold": 0}
+OOM_GROUP = dict(checked(), limits={"memory_limit_bytes": 5, "oom_group": True})
+PREFLIGHT_CASES = [
+    # (case, check, v changes, (done, problem words, oom_group_warning, clear))
+    ("starts", checked(), {}, (False, "", False, False)),
+    ("kept result: done, reported again", {"status": "finished", "result_stored": True}, {}, (True, "", False, False)),
+    ("kept result, replace: runs again, old record cleared", dict(checked(status="finished"), result_stored=True),
+     {"replace": "yes"}, (False, "", False, True)),
+    ("ran before, replace: old record cleared", checked(status="finished"), {"replace": True}, (False, "", False, True)),
+    ("new name, replace: nothing to clear", checked(), {"replace": True}, (False, "", False, False)),
+    ("running, replace: refused, nothing cleared", checked(status="running"), {"replace": True},
+     (False, "already running", False, False)),
+    ("no limit", checked(limit=None), {}, (False, "has no memory limit", False, False)),
+    ("no limit allowed", checked(limit=None), {"require_limit": "false"}, (False, "", False, False)),
+    ("oom group needs an ack", OOM_GROUP, {}, (False, "memory.oom.group=1", True, False)),
+    ("oom group acknowledged", OOM_GROUP, {"oom_group_ack": "true"}, (False, "", True, False)),
+    ("oom group, warn only", OOM_GROUP, {"oom_group_policy": "warn"}, (False, "", True, False)),
+    ("oom group on a cpu stress", OOM_GROUP, {"type": "cpu"}, (False, "", False, False)),
+    ("no answer", None, {}, (False, "no answer from the stressor", False, False)),
+]
+
+
+@pytest.mark.parametrize("check, change, want", [c[1:] for c in PREFLIGHT_CASES], ids=[c[0] for c in PREFLIGHT_CASES])
+def test_preflight_step(check, change, want):
+    done, words, warning, clear = want
+    out = _experiment_decisions.preflight_step(check, REQUEST, dict(PREFLIGHT_V, **change), 100.0, 102.25)
+    assert (out["done"], out["oom_group_warning"], out["clear_state"]) == (done, warning, clear)
+    assert (words in out["problem"]) if words else out["problem"] == ""
+    assert out["check_round_seconds"] == 2.25
+    assert out["target"] == (None if out["problem"] else check.get("target"))
+
+
+def test_preflight_step_without_a_clock_measures_no_round():
+    assert _experiment_decisions.preflight_step(checked(), REQUEST, PREFLIGHT_V, None, 5.0)["check_round_seconds"] is None
+
+
+@pytest.mark.parametrize("sample, round_, problem, summary", [
+    ({"results": [{"summary": {"n": 1}}]}, None, "", {"n": 1}),
+    ({"msg": "gone"}, [], "could not be sampled: gone", None),
+    (None, [{"name": "p", "ok": False, "detail": "x"}], "could not be sampled", None),
+])
+def test_baseline_step(sample, round_, problem, summary):
+    out = _experiment_decisions.baseline_step(sample, round_)
+    assert (problem in out["problem"]) if problem else out["problem"] == ""
+    assert out["summary"] == summary and out["round"] == (round_ or [])
+
+
+GATE_STEP_CASES = [
+    # (case, problems, preflights, play hosts, v changes, (start, check round, dead-man, beat timeout, msg words))
+    ("fast controller", {"a": "", "b": ""},
+     {"a": {"check_round_seconds": 1.0, "plan": {"heartbeat_timeout_seconds": 30}}, "b": {"check_round_seconds": 2.0}},
+     ["a", "b"], {}, (True, 2.0, 30, 10, "")),
+    ("slow controller lengthens the dead-man", {"a": ""}, {"a": {"check_round_seconds": 8.2}}, ["a"], {},
+     (True, 8.2, 40, 13, "")),
+    ("a short dead-man still beats for 3 seconds", {"a": ""}, {"a": {"plan": {"heartbeat_timeout_seconds": 6}}},
+     ["a"], {}, (True, None, 15, 5, "")),
+    ("tiny dead-man: beat timeout floor", {"a": ""}, {}, ["a"], {"interval": 1}, (True, None, 30, 10, "")),
+    ("not ready", {"a": "", "b": "no target"}, {}, ["a", "b"], {}, (False, None, 30, 10, "not starting experiment e1")),
+    ("half allowed, but any_errors_fatal", {"a": "", "b": "x"}, {}, ["a", "b"],
+     {"preflight_max_failed_percent": 50, "any_errors_fatal": "yes"}, (False, None, 30, 10, "1 of 2 hosts")),
+]
+
+
+@pytest.mark.parametrize("problems, preflights, play_hosts, change, want", [c[1:] for c in GATE_STEP_CASES],
+                         ids=[c[0] for c in GATE_STEP_CASES])
+def test_gate_step(problems, preflights, play_hosts, change, want):
+    start, check_round, timeout, beat_timeout, words = want
+    v = dict({"name": "e1", "preflight_max_failed_percent": 0, "any_errors_fatal": False}, **change)
+    out = _experiment_decisions.gate_step(problems, preflights, play_hosts, v.pop("interval", 5), v)
+    assert (out["start"], out["check_round_seconds"], out["heartbeat_timeout"], out["beat_timeout"]) \
+        == (start, check_round, timeout, beat_timeout)
+    assert (words in out["msg"]) if words else out["msg"] == ""
+
+
+def test_starting_hosts_are_the_ready_participants_still_in_the_play():
+    gate_out = {"participants": ["a", "b", "c", "d"], "not_ready": {"b": "x"}}
+    assert _experiment_decisions.starting_hosts(gate_out, ["a", "b", "d"]) == ["a", "d"]
+    assert _experiment_decisions.starting_hosts({}, ["a"]) == []
+
+
+GATE_OUT = {"participants": ["a", "b", "c"], "not_ready": {"c": "no target"}, "heartbeat_timeout": 30}
+
+
+def test_tick_reads_only_the_hosts_still_running():
+    state = {"hosts": {"a": {"active": False}, "b": {"active": True}}}
+    assert _experiment_decisions.tick_reads(GATE_OUT, state) == ["b", "c"]
+    assert _experiment_decisions.tick_reads(GATE_OUT, None) == ["a", "b", "c"]
+
+
+RAN = {"rc": 0, "stdout": M + '{"status": "running"}'}
+ROUND = {"probes": [{"name": "web", "ok": True, "detail": ""}]}
+TICK_INPUT_CASES = [
+    # (case, previous hosts, seen, (beats, rounds, errors))
+    ("first tick: the deadline comes from the start", {},
+     {"a": {"heartbeat": RAN, "started": {"deadline": 160.0}, "probe_round": ROUND}},
+     ({"a": {"status": "running", "reason": None, "deadline": 160.0}}, {"a": ROUND["probes"]}, {"a": ""})),
+    ("later ticks keep the node's deadline", {"a": {"active": True}},
+     {"a": {"heartbeat": RAN, "started": {"deadline": 160.0}}},
+     ({"a": {"status": "running", "reason": None, "deadline": None}}, {"a": []}, {"a": ""})),
+    ("heartbeat skipped: neither beat nor missed", {}, {"a": {"heartbeat": {"skipped": True}, "error": None}},
+     ({}, {}, {"a": ""})),
+    ("no heartbeat yet", {}, {"a": {}}, ({}, {}, {"a": ""})),
+    ("a failed task", {}, {"a": {"heartbeat": {"unreachable": True, "msg": "gone"}, "error": "Probe failed: x"}},
+     ({"a": {"msg": "gone", "deadline": None}}, {"a": []}, {"a": "Probe failed: x"})),
+]
+
+
+@pytest.mark.parametrize("previous, seen, want", [c[1:] for c in TICK_INPUT_CASES], ids=[c[0] for c in TICK_INPUT_CASES])
+def test_tick_input(previous, seen, want):
+    assert _experiment_decisions.tick_input({"hosts": previous}, seen) == want
+
+
+@pytest.mark.parametrize("v, search_level, want", [
+    ({"max_failed_nodes_percent": 50, "any_errors_fatal": "no", "abort_on_app_oom_kill": "yes"}, None,
+     {"any_errors_fatal": False, "abort_on_app_oom_kill": True, "independent": False}),
+    ({"max_failed_nodes_percent": 0, "any_errors_fatal": True, "abort_on_app_oom_kill": False}, {"level": 2},
+     {"any_errors_fatal": True, "abort_on_app_oom_kill": False, "independent": True}),
+])
+def test_tick_settings(v, search_level, want):
+    out = _experiment_decisions.tick_settings(GATE_OUT, REQUEST, v, search_level)
+    assert out == dict(want, participants=["a", "b"], interval=5, threshold=0, timeout=30,
+                       max_failed_percent=v["max_failed_nodes_percent"])
+
+
+def test_tick_step_from_the_role_variables():
+    v = {"max_failed_nodes_percent": 50, "any_errors_fatal": False, "abort_on_app_oom_kill": True}
+    seen = {"a": {"heartbeat": RAN, "started": {"deadline": 160.0}}, "b": {"heartbeat": RAN, "started": {"deadline": 160.0}}}
+    out = _experiment_decisions.tick_step(None, seen, ["a", "b"], 100.0, GATE_OUT, REQUEST, v)
+    assert (out["done"], out["wait"], out["hosts"]["a"]["deadline"]) == (False, 5.0, 160.0)
+    assert "c" not in out["hosts"]  # the gate left it out
+
+
+SEEN = {"request": {"interval": 5, "threshold": 0, "probes": [{"name": "web"}]},
+        "gate": {"heartbeat_timeout": 30, "check_round_seconds": 1.5},
+        "preflight": {"plan": {"heartbeat_timeout_seconds": 20}}, "baseline": {"summary": {"count": 3}},
+        "probe_round": {}, "error": ""}
+
+
+@pytest.mark.parametrize("state, error, want", [
+    ({"hosts": {"h1": {"probes": {"web": {"checks": 2, "failures": 0, "last_failure": ""}}}}, "round_seconds": [0.5]},
+     "", ("stopped", True)),
+    ({"hosts": {"h1": {"lost": "lost contact with the node"}}}, "", ("failed", "lost contact with the node")),
+    ({}, "Inject failed: boom", ("stopped", True)),
+], ids=["held", "lost: no read-back", "a task error is kept"])
+def test_result_step(state, error, want):
+    out = _experiment_decisions.result_step("h1", {"name": "e1"}, dict(SEEN, error=error), state, NODE, None)
+    if want[0] == "failed":
+        assert out == {"failed": True, "msg": want[1]}
+        return
+    assert (out["status"], out["steady_state"]["held"], out["baseline"]) == (want[0], want[1], {"count": 3})
+    assert out["heartbeat"]["configured_timeout_seconds"] == 20 and out["heartbeat"]["check_round_seconds"] == 1.5
+    assert out["controller_error"] == (error or None)
+
+
+CONTROL_LOST = {"hosts": {"a": {"lost": "lost contact"}}, "abort_reason": "probe web failed"}
+FAILURE_CASES = [
+    # (case, control, error, play hosts, v changes, failure)
+    ("clean", {"hosts": {"a": {}}}, "", ["a", "b"], {}, ""),
+    ("lost beats everything", CONTROL_LOST, "x", ["a"], {"fail_on_abort": False}, "lost contact"),
+    ("aborted", {"abort_reason": "probe web failed"}, "x", ["a", "b"], {}, "aborted: probe web failed"),
+    ("aborted, not fatal", {"abort_reason": "probe web failed"}, "", ["a", "b"], {"fail_on_abort": "no"}, ""),
+    ("a task failed", {}, "Inject failed: no", ["a", "b"], {}, "Inject failed: no"),
+    ("a task failed, not fatal", {}, "Inject failed: no", ["a", "b"], {"fail_on_abort": False}, ""),
+    ("another host failed, any_errors_fatal", {}, "", ["a"], {"any_errors_fatal": "yes"},
+     "another host failed (experiment_any_errors_fatal)"),
+    ("another host failed, tolerated", {}, "", ["a"], {}, ""),
+    ("nothing ran (check mode)", None, "", ["a", "b"], {"any_errors_fatal": True}, ""),
+]
+
+
+@pytest.mark.parametrize("control, error, play_hosts, change, want", [c[1:] for c in FAILURE_CASES],
+                         ids=[c[0] for c in FAILURE_CASES])
+def test_failure_step(control, error, play_hosts, change, want):
+    v = dict({"fail_on_abort": True, "any_errors_fatal": False}, **change)
+    gate_out = {"participants": ["a", "b"]} if control is not None else None
+    assert _experiment_decisions.failure_step("a", v, control, gate_out, play_hosts, error) == want
+
+
+@pytest.mark.parametrize("v, awx_job_id, expected, basename", [
+    ({"name": "e1"}, None, ["a", "b"], "stress-report-e1"),
+    ({"name": "e1", "expected_hosts": ["a", "b", "c"]}, None, ["a", "b", "c"], "stress-report-e1"),
+    ({"name": "e1", "report_basename": " mine "}, "42", ["a", "b"], "mine"),
+    ({"name": "e1", "expected_hosts": [], "report_basename": ""}, 42, ["a", "b"], "stress-report-e1-job42"),
+])
+def test_collect_step(v, awx_job_id, expected, basename):
+    out = _experiment_decisions.collect_step({"b": (None, "no target"), "a": ({"format_version": 1}, "")}, v, awx_job_id)
+    assert (out["expected_hosts"], out["basename"]) == (expected, basename)
+    assert out["results"]["b"] == {"failed": True, "msg": "not started: no target"}

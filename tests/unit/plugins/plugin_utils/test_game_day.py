@@ -171,3 +171,29 @@ def test_inventory_nodes_reached_through_their_agent_are_added_again_with_the_ag
 def test_summary_lists_skipped_hosts():
     out = _game_day.summary("gd", [["mem"]], {"mem": ["node1"]}, {"mem": {"verdict": "pass"}}, "", {"mem": ["node3"]})
     assert out["batches"][0][0]["skipped"] == ["node3"] and out["verdict"] == "pass"
+
+
+@pytest.mark.parametrize("planned, play_hosts, want", [
+    (["a", "b"], ["b", "c"], "b"),   # the first planned host still in the play
+    (["a", "b"], ["c"], "a"),        # none left: the first planned host
+    ([], ["c"], None),
+])
+def test_report_host(planned, play_hosts, want):
+    assert _game_day.report_host(planned, play_hosts) == want
+
+
+ROLE_DEFAULTS = dict((key, "default") for key in _game_day.REPORT_KEYS)
+
+
+@pytest.mark.parametrize("seen, want_percent, want_url", [
+    ({"b": {"experiment_achieved_min_percent": 50, "experiment_publish_upload_url": "https://u/{file}"}}, 50,
+     "https://u/{file}"),
+    ({"b": {"experiment_achieved_min_percent": 50}}, 50, "default"),   # not set there: the role's default
+    ({}, "default", "default"),                                        # its host never got the batch's variables
+], ids=["its own", "partly its own", "none"])
+def test_report_vars_are_each_experiments_own_else_the_roles(seen, want_percent, want_url):
+    out = _game_day.report_vars(["e1", "e2"], {"e1": ["a", "b"], "e2": ["c"]}, ["b", "c"], seen, ROLE_DEFAULTS)
+    assert sorted(out) == ["e1", "e2"] and sorted(out["e1"]) == sorted(_game_day.REPORT_KEYS)
+    assert (out["e1"]["experiment_achieved_min_percent"], out["e1"]["experiment_publish_upload_url"]) \
+        == (want_percent, want_url)
+    assert out["e2"] == ROLE_DEFAULTS

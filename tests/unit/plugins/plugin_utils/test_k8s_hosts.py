@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.chaosfleet.stress.plugins.plugin_utils._k8s_hosts import (
-    K8sHostsError, plan_hosts, skipped_hosts, with_add_host,
+    K8sHostsError, as_entries, plan_hosts, skipped_hosts, with_add_host,
 )
 
 REPO = Path(__file__).resolve().parents[4]
@@ -100,9 +100,20 @@ def test_a_split_host_without_an_address_is_reached_at_the_node_name_and_outside
     assert "ansible_user" not in by_name["x9"]  # no user forced on a node outside the inventory
 
 
-def test_add_host_needs_planned_entries():
-    with pytest.raises(K8sHostsError, match="list of hosts k8s_hosts planned"):
-        with_add_host([{"name": "w1"}], {})
+@pytest.mark.parametrize("value, planned", [
+    (_by_node(w1=[("web-1", A, "app")], w2=[("web-2", B, "app")]), ["w1", "w2"]),   # by_node: planned here
+    (plan_hosts(_by_node(w1=[("web-1", A, "app")]), ["w1"]), ["w1"]),              # planned before: as it is
+    ({}, []),
+    ([], []),
+], ids=["by_node", "planned entries", "no node", "no entry"])
+def test_as_entries_takes_by_node_or_planned_entries(value, planned):
+    assert [e["name"] for e in as_entries(value, ["w1"])] == planned
+
+
+@pytest.mark.parametrize("value", [[{"name": "w1"}], "w1", None, [["w1"]], 3])
+def test_as_entries_refuses_anything_else(value):
+    with pytest.raises(K8sHostsError, match="by_node mapping .* or the list of hosts k8s_hosts planned, got"):
+        as_entries(value)
 
 
 PLAYBOOK = """

@@ -1,10 +1,12 @@
 """Kubernetes probe verdicts, the tally and the explanation (plugin_utils/_probes.py), as tables."""
 
+import os
+
 import pytest
 
 from ansible_collections.chaosfleet.stress.plugins.module_utils._probe_checks import normalize
 from ansible_collections.chaosfleet.stress.plugins.plugin_utils._probes import (
-    auth_params, explain, judge_kubernetes, plan, pod_states, summary, update_tally,
+    auth_params, check_kubernetes, explain, judge_kubernetes, plan, pod_states, summary, update_tally,
 )
 
 K8S = normalize({"name": "pods", "type": "kubernetes", "namespace": "shop", "label_selector": "app=web",
@@ -56,8 +58,18 @@ def _round(*oks, latency=10.0):
      {"p0": dict(checks=4, passed=4, pass_rate=100.0),
       "p1": dict(checks=4, passed=2, failures=2, pass_rate=50.0,
                  last_failure={"phase": "stress", "detail": "HTTP 503"},
-                 phases={"baseline": {"checks": 1, "passed": 1}, "stress": {"checks": 2, "passed": 0},
-                         "recovery": {"checks": 1, "passed": 1}})}),
+                 phases={"baseline": {"checks": 1, "passed": 1, "latency_ms": {"p50": 10.0, "p95": 10.0}, "value": None},
+                         "stress": {"checks": 2, "passed": 0, "latency_ms": {"p50": 10.0, "p95": 10.0}, "value": None},
+                         "recovery": {"checks": 1, "passed": 1, "latency_ms": {"p50": 10.0, "p95": 10.0},
+                                      "value": None}})}),
+    # Each phase keeps its own latencies and the probe's observed values (a search reads the stress phase's).
+    ([("baseline", _round(True, latency=5.0)),
+      ("stress", [dict(_round(True, latency=50.0)[0], observed={"value": 0.2})]),
+      ("stress", [dict(_round(False, latency=400.0)[0], observed={"value": 0.9})])],
+     {"p0": dict(latency_ms={"p50": 50.0, "p95": 400.0, "max": 400.0},
+                 phases={"baseline": {"checks": 1, "passed": 1, "latency_ms": {"p50": 5.0, "p95": 5.0}, "value": None},
+                         "stress": {"checks": 2, "passed": 1, "latency_ms": {"p50": 50.0, "p95": 400.0},
+                                    "value": {"last": 0.9, "min": 0.2, "max": 0.9}}})}),
 ])
 def test_tally(rounds, expected):
     tally = {}
@@ -118,8 +130,29 @@ def test_plan_splits_by_where_probes_run():
      {"host": "https://env:6443", "api_key": "tok"}),
     ({"host": "https://given"}, {"K8S_AUTH_HOST": "https://env:6443"}, {"host": "https://given"}),
     ({}, {"K8S_AUTH_VERIFY_SSL": "no"}, {"validate_certs": False}),
+    # k8s_targets' other names for the same settings (kubernetes.core reads both)
+    ({}, {"K8S_AUTH_VALIDATE_CERTS": "off", "K8S_AUTH_CERT_FILE": "/c", "K8S_AUTH_KEY_FILE": "/k"},
+     {"validate_certs": False, "client_cert": "/c", "client_key": "/k"}),
 ])
 def test_auth_falls_back_to_the_environment(auth, environ, expected):
     params = auth_params(auth, environ)
     for key, value in expected.items():
         assert params[key] == value
+
+
+@pytest.mark.parametrize("spec, environ, detail", [
+    # a typo must not turn TLS checks off
+    ({}, {"K8S_AUTH_VERIFY_SSL": "nope"}, "K8S_AUTH_VERIFY_SSL must be true or false"),
+    ({"username": "alice"}, {}, "the auth options go together: username without password"),
+    ({"client_cert": "/c"}, {}, "client_cert without client_key"),
+    ({"username": "alice"}, {"K8S_AUTH_PASSWORD": "from-env"}, "pods matching app=x in namespace shop: "),
+])
+def test_kubernetes_probe_auth_problems_are_failed_checks(monkeypatch, spec, environ, detail):
+    for name in [n for n in os.environ if n.startswith("K8S_AUTH_")]:
+        monkeypatch.delenv(name)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    probe = normalize(dict({"name": "k", "type": "kubernetes", "namespace": "shop", "label_selector": "app=x",
+                            "host": "https://127.0.0.1:1", "timeout": "1s"}, **spec))
+    checked, _baseline = check_kubernetes(probe, None)
+    assert not checked["ok"] and detail in checked["detail"]

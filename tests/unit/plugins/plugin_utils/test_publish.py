@@ -106,3 +106,32 @@ def test_slack_lines_name_the_kubernetes_target():
         ":x: *pods*: FAIL (2 ok)\n"
         "- w1--aaaaaaaaaaaa (pod shop/web-1, container app, node w1): fail - steady state broke\n"
         "- w2: inconclusive")
+
+
+PUBLISHED = {"copied": ["/mnt/r/a.html"], "uploaded": [{"url": "https://b/a.html", "ok": True},
+                                                       {"url": "https://b/a.json", "ok": False}],
+             "webhook": {"url": "https://hooks.slack.com", "ok": True}, "errors": ["upload of a.json: HTTP 403"]}
+OUTCOME_CASES = [
+    # (case, publish result, fail_on_error, lines, failure)
+    ("all went", dict(PUBLISHED, errors=[], uploaded=PUBLISHED["uploaded"][:1]), True,
+     ["copied to /mnt/r", "uploaded to https://b/a.html", "summary posted to https://hooks.slack.com"], ""),
+    ("one failed, fatal", PUBLISHED, True,
+     ["copied to /mnt/r", "uploaded to https://b/a.html", "summary posted to https://hooks.slack.com",
+      "FAILED: upload of a.json: HTTP 403"], "upload of a.json: HTTP 403"),
+    ("one failed, tolerated", PUBLISHED, False,
+     ["copied to /mnt/r", "uploaded to https://b/a.html", "summary posted to https://hooks.slack.com",
+      "FAILED: upload of a.json: HTTP 403"], ""),
+    ("webhook failed", {"copied": [], "uploaded": [], "webhook": {"url": "https://h", "ok": False},
+                        "errors": ["webhook post: refused"]}, True, ["FAILED: webhook post: refused"],
+     "webhook post: refused"),
+    ("bad input always fails", {"msg": "files share a name (a.html)"}, False, ["FAILED: files share a name (a.html)"],
+     "files share a name (a.html)"),
+    ("bad input without a message", {}, False, ["FAILED: unknown error"], "unknown error"),
+]
+
+
+@pytest.mark.parametrize("result, fail_on_error, lines, failure", [c[1:] for c in OUTCOME_CASES],
+                         ids=[c[0] for c in OUTCOME_CASES])
+def test_outcome(result, fail_on_error, lines, failure):
+    from ansible_collections.chaosfleet.stress.plugins.plugin_utils._publish import outcome
+    assert outcome(result, "/mnt/r", fail_on_error) == {"lines": lines, "failure": failure}

@@ -508,3 +508,13 @@ def test_the_plan_runs_raw_arguments_with_the_collections_timeout():
     usage = {"memory": {"limit_bytes": 500 * MI, "working_set_bytes": MI}, "cpu": {"quota_cores": 0.5}}
     plan = make_plan({"name": "x", "duration": "10s", "stress_ng_args": ["--cpu", "1"]}, usage, "/var/tmp/x")
     assert planned_argvs(plan, "/usr/bin/stress-ng") == [["/usr/bin/stress-ng", "--cpu", "1", "--timeout", "12s"]]
+
+
+@pytest.mark.parametrize("value, allowed, problem", [
+    (True, True, ""), ("yes", True, ""), ("Off", False, ""), (None, False, ""), ("", False, ""),
+    ("perhaps", False, "stresschaos_allow_stressng must be true or false"),
+])
+def test_allow_stressng_takes_the_collections_yes_no_words(value, allowed, problem):
+    settings, problems = sc.settings_of({"allow_stressng": value})
+    assert settings["allow_stressng"] is allowed
+    assert any(problem in p for p in problems) if problem else problems == []

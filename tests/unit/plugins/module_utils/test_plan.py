@@ -1,4 +1,4 @@
-"""make_plan's own input checks (issue 11): heartbeat minimum, node-wide caps."""
+"""_plan.py: make_plan's own input checks (issue 11): heartbeat minimum, node-wide caps."""
 import pytest
 
 from ansible_collections.chaosfleet.stress.plugins.module_utils._plan import PlanError, make_plan
