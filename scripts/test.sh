@@ -3,26 +3,47 @@
 # quality gates, then a check that the lab left nothing behind. The lab is torn down on every exit path.
 #
 # Phases (tests/README.md):
-#   1. unit tests, while the cgroup v2 VM boots and the 3-node SSH fleet comes up in the background: one VM
-#      and one fleet for both integration passes (named to pytest in CHAOSFLEET_TEST_VM / CHAOSFLEET_TEST_FLEET)
+#   1. unit tests, while the cgroup v2 VM boots and the 3-node SSH fleet comes up in the background (named to
+#      pytest in CHAOSFLEET_TEST_VM / CHAOSFLEET_TEST_FLEET); with TEST_OVERLAP=1 a second VM and fleet for
+#      the background pass come up too, at the background's priority
 #   2. serial: the integration tests marked `serial` (time bounds, CPU shares, memory sizes, the kernel's OOM
-#      log), one at a time with nothing else running, so that their figures stay honest
-#   3. at once: every other integration test on TEST_WORKERS pytest-xdist workers (--dist loadgroup; groups
-#      from tests/integration/conftest.py), `molecule test`, and scripts/quality.sh
+#      log), one at a time at normal priority, so that their figures stay honest. Beside it, at the background's
+#      priority (nice 19, idle I/O class, a cpu cgroup with cpu.shares 2 and the guard below): `molecule test`
+#      and scripts/quality.sh, and with TEST_OVERLAP=1 also the parallel pass on its own VM and fleet
+#   3. parallel (TEST_OVERLAP=0): every other integration test on TEST_WORKERS pytest-xdist workers
+#      (--dist loadgroup; groups from tests/integration/conftest.py), with both cores to itself
 #
-# Usage: scripts/test.sh [all|unit|integration]    TEST_WORKERS (default 3): workers of the parallel pass
+# Usage: scripts/test.sh [all|unit|integration]
+#   TEST_WORKERS  (default 3) workers of the parallel pass
+#   TEST_OVERLAP  (default 0) 1: the parallel pass runs beside the serial pass, on a second VM and fleet
+#   TEST_SIDE     (default serial) where molecule and quality.sh run without overlap: beside the serial pass
+#                 (at the background's priority) or, as before, beside the parallel pass (`parallel`)
+#   TEST_SELECT   a pytest -k expression for both integration passes (a narrow run)
+#   TEST_SWEEP    (default 1) 0: tear down only what this run built by name, no `--all` sweep of the lab
+#                 tools (a machine others run labs on); leftovers are then what appeared during the run
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 export ANSIBLE_DEPRECATION_WARNINGS=False
 scope=${1:-all}
 workers=${TEST_WORKERS:-3}
+overlap=${TEST_OVERLAP:-0}
+side=${TEST_SIDE:-serial}
+sweep=${TEST_SWEEP:-1}
+select=()
+[ -n "${TEST_SELECT:-}" ] && select=(-k "$TEST_SELECT")
 python=.venv/bin/python
 
 logs=$(mktemp -d /tmp/cftest-logs.XXXXXX)
 token=$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
 vm_name="cfvm-$token" fleet_name="cffleet-${token:0:4}"
-shared_up=0
+# The background pass's own VM and fleet (TEST_OVERLAP=1): no node or VM of the serial pass is shared.
+bg_vm_name="cfvm-$token-bg" bg_fleet_name=$fleet_name
+while [ "$bg_fleet_name" = "$fleet_name" ]; do
+  bg_fleet_name="cffleet-$(od -An -N2 -tx1 /dev/urandom | tr -d ' \n')"
+done
+shared_up=0 bg_lab_pid="" guard_pid="" bg_procs=""
+[ "$sweep" = 0 ] && scripts/leftovers.sh > "$logs/leftovers.before"
 
 cleanup() {
   # What this script built, by name, then anything a killed test left behind.
@@ -30,17 +51,34 @@ cleanup() {
     $python tests/vm/vm.py down --name "$vm_name" >/dev/null 2>&1 || true
     $python tests/lab/fleet.py down --name "$fleet_name" >/dev/null 2>&1 || true
   fi
-  $python tests/lab/lab.py destroy --all >/dev/null 2>&1 || true
-  $python tests/lab/fleet.py down --all >/dev/null 2>&1 || true
-  $python tests/vm/vm.py down --all >/dev/null 2>&1 || true
+  if [ -n "$bg_lab_pid" ]; then
+    $python tests/vm/vm.py down --name "$bg_vm_name" >/dev/null 2>&1 || true
+    $python tests/lab/fleet.py down --name "$bg_fleet_name" >/dev/null 2>&1 || true
+  fi
+  if [ "$sweep" != 0 ]; then
+    $python tests/lab/lab.py destroy --all >/dev/null 2>&1 || true
+    $python tests/lab/fleet.py down --all >/dev/null 2>&1 || true
+    $python tests/vm/vm.py down --all >/dev/null 2>&1 || true
+  fi
+  stop_guard
+}
+
+ended() {  # ended PID...: TERM each that still runs, and its children (a shell function's commands)
+  local pid
+  for pid in "$@"; do
+    pkill -TERM -P "$pid" 2>/dev/null
+    kill -TERM "$pid" 2>/dev/null
+  done
 }
 
 stop_background() {  # an interrupted run: end the background phases by the PIDs started here, then clean up
-  local log
+  local log pids=()
   for log in "${bg_logs[@]}"; do
-    [ -f "$log.pid" ] && [ ! -f "$log.rc" ] && kill -TERM "$(cat "$log.pid")" 2>/dev/null
+    [ -f "$log.pid" ] && [ ! -f "$log.rc" ] && pids+=("$(cat "$log.pid")")
   done
-  wait 2>/dev/null
+  [ -n "$bg_lab_pid" ] && pids+=("$bg_lab_pid")
+  [ ${#pids[@]} -gt 0 ] && ended "${pids[@]}"
+  wait "${bg_pids[@]}" ${bg_lab_pid:+"$bg_lab_pid"} 2>/dev/null
   cleanup
 }
 bg_pids=() bg_logs=() bg_cmds=()
@@ -109,35 +147,250 @@ pytest_pass() {
   return "$rc"
 }
 
-# The VM and the fleet for both integration passes; a failure is a failed phase, and the fixtures then try on
-# their own (and say why they cannot).
-shared_lab() {
+# The VM and the fleet for an integration pass (the serial pass's, or with a suffix the background pass's); a
+# failure is a failed phase, and the fixtures then try on their own (and say why they cannot).
+shared_lab() {  # shared_lab VM FLEET VM_TIMEOUT SUFFIX
   local vm_pid fleet_pid rc=0
-  $python tests/vm/vm.py up --name "$vm_name" --timeout 150 > "$logs/vm.json" &
+  $python tests/vm/vm.py up --name "$1" --timeout "$3" > "$logs/vm$4.json" &
   vm_pid=$!
-  $python tests/lab/fleet.py up --nodes 3 --name "$fleet_name" > "$logs/fleet.path" &
+  $python tests/lab/fleet.py up --nodes 3 --name "$2" > "$logs/fleet$4.path" &
   fleet_pid=$!
-  wait "$vm_pid" || { echo "vm.py up failed"; rc=1; }
-  wait "$fleet_pid" || { echo "fleet.py up failed"; rc=1; }
+  wait "$vm_pid" || { echo "vm.py up $1 failed"; rc=1; }
+  wait "$fleet_pid" || { echo "fleet.py up $2 failed"; rc=1; }
   return $rc
 }
 
-if [ "$scope" = all ] || [ "$scope" = integration ]; then
+# The background's priority. Nice 19 orders processes only within one cpu cgroup and one session (autogroup),
+# and the lab tools put fleet nodes, pods and engines in cgroups of their own at the top of the cpu hierarchy:
+# the guard (guard.py below) gives them, and the background's own cgroup, cpu.shares 2 (tests/README.md).
+write_guard() {  # guard.py NAME PIN READY_FILE, until SIGTERM:
+  # - the cpu cgroup /NAME, cpu.shares 2: the background's own processes (pytest, ansible, molecule, quality.sh,
+  #   the second VM's qemu), whatever their session;
+  # - every other cpu cgroup whose processes all run at nice 19 (the background's fleet nodes, pods, engine
+  #   daemons and containers) gets cpu.shares 2 too, checked twice a second; its own value comes back when a
+  #   process at another nice level joins it, and at the end;
+  # - PIN=1: an empty NAME-pin in /docker and /libpod_parent in every hierarchy, so that no engine lab's
+  #   teardown removes those shared parents while the other pass's engine starts a container in them.
+  cat <<'PY'
+import errno, os, signal, sys, time
+
+NAME, PIN, READY = sys.argv[1], sys.argv[2] == "1", sys.argv[3]
+LOW = "2"
+
+
+def mounts():
+    found = {}
+    with open("/proc/self/mountinfo") as handle:
+        for line in handle:
+            left, _, right = line.partition(" - ")
+            fields, kind = left.split(), right.split()
+            if len(kind) >= 3 and kind[0] in ("cgroup", "cgroup2") and fields[3] == "/":
+                found.setdefault(fields[4], set(kind[2].split(",")) if kind[0] == "cgroup" else {"unified"})
+    return found
+
+
+def write(path, value):
+    with open(path, "w") as handle:
+        handle.write(value)
+
+
+def read(path):
+    with open(path) as handle:
+        return handle.read().strip()
+
+
+HIERARCHIES = mounts()
+CPU = next((m for m, opts in HIERARCHIES.items() if "cpu" in opts), None)
+if CPU is None:
+    sys.exit("guard: no cgroup v1 cpu hierarchy here")
+BG = os.path.join(CPU, NAME)
+PINS = [os.path.join(m, parent.strip("/"), NAME + "-pin") for m in HIERARCHIES
+        for parent in ("docker", "libpod_parent")] if PIN else []
+demoted = {}  # cgroup dir -> its own cpu.shares
+
+
+def nice(pid):
+    try:
+        stat = read("/proc/%s/stat" % pid)
+    except OSError:
+        return None
+    return int(stat[stat.rfind(")") + 2:].split()[16])
+
+
+def summary(directory):
+    """(has processes, all of them at nice 19, children) of a cgroup and everything under it."""
+    some, niced, children = False, True, []
+    try:
+        pids = read(os.path.join(directory, "cgroup.procs")).split() if directory != CPU else []
+        entries = [e.path for e in os.scandir(directory) if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return False, True, []
+    for pid in pids:
+        level = nice(pid)
+        if level is not None:
+            some, niced = True, niced and level >= 19
+    for entry in entries:
+        if entry == BG or entry in PINS:
+            continue
+        child = summary(entry)
+        children.append((entry, child))
+        if child[0]:
+            some, niced = True, niced and child[1]
+    return some, niced, children
+
+
+def settle(directory, node):
+    some, niced, children = node
+    try:
+        if directory != CPU and some and niced:
+            if directory not in demoted:
+                demoted[directory] = read(os.path.join(directory, "cpu.shares"))
+                write(os.path.join(directory, "cpu.shares"), LOW)
+            return
+        if directory in demoted:
+            write(os.path.join(directory, "cpu.shares"), demoted.pop(directory))
+    except OSError:
+        demoted.pop(directory, None)  # removed meanwhile
+    for entry, child in children:
+        settle(entry, child)
+
+
+stopping = []
+signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+os.mkdir(BG)
+write(os.path.join(BG, "cpu.shares"), LOW)
+for pin in PINS:
+    os.makedirs(pin, exist_ok=True)
+write(READY, BG + "/cgroup.procs\n")
+while not stopping:
+    settle(CPU, summary(CPU))
+    time.sleep(0.5)
+
+for directory, shares in demoted.items():
+    try:
+        write(os.path.join(directory, "cpu.shares"), shares)
+    except OSError:
+        pass
+for pin in PINS:
+    for path in (pin, os.path.dirname(pin)):  # the parent as an engine lab's teardown would: once empty
+        try:
+            os.rmdir(path)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOENT, errno.EBUSY, errno.ENOTEMPTY):
+                print("guard: %s: %s" % (path, exc), file=sys.stderr)
+deadline = time.monotonic() + 20
+while True:
+    try:
+        os.rmdir(BG)
+        break
+    except FileNotFoundError:
+        break
+    except OSError:
+        if time.monotonic() > deadline:
+            print("left: %s (processes %s)" % (BG, read(BG + "/cgroup.procs").split()))
+            sys.exit(1)
+        time.sleep(0.2)
+PY
+}
+
+start_guard() {  # start_guard PIN: PIN=1 also keeps /docker and /libpod_parent while both passes use engines
+  write_guard > "$logs/guard.py"
+  $python "$logs/guard.py" "cftest-$token-bg" "$1" "$logs/guard.ready" > "$logs/guard.out" 2>&1 &
+  guard_pid=$!
+  local i
+  for i in $(seq 100); do
+    [ -s "$logs/guard.ready" ] && break
+    kill -0 "$guard_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  bg_procs=$(cat "$logs/guard.ready" 2>/dev/null)
+  [ -n "$bg_procs" ] || { echo "== no CPU guard for the background: $(cat "$logs/guard.out")"; status=1; }
+}
+
+stop_guard() {  # after the background's processes: shares back, pins and the background's cgroup removed
+  [ -n "$guard_pid" ] || return 0
+  kill -TERM "$guard_pid" 2>/dev/null
+  wait "$guard_pid" 2>/dev/null || { echo "== the CPU guard:"; cat "$logs/guard.out"; status=1; }
+  guard_pid="" bg_procs=""
+}
+
+background() {  # background COMMAND...: at the background's priority, without the serial pass's VM and fleet
+  [ -n "$bg_procs" ] && echo "$BASHPID" > "$bg_procs"
+  renice -n 19 -p "$BASHPID" >/dev/null
+  ionice -c 3 -p "$BASHPID"
+  unset CHAOSFLEET_TEST_VM CHAOSFLEET_TEST_FLEET
+  "$@"
+}
+
+background_pass() {  # the parallel pass beside the serial one, on the VM and fleet booted for it
+  local rc lab_rc lab_seconds
+  while [ ! -f "$logs/bg-lab.rc" ]; do sleep 1; done
+  read -r lab_rc lab_seconds < "$logs/bg-lab.rc"
+  echo "== its VM and fleet: $lab_seconds s, exit $lab_rc"
+  echo "$lab_seconds s, exit $lab_rc: the background pass's VM and fleet" >> "$logs/times"
+  cat "$logs/bg-lab.log"
+  [ -s "$logs/vm-bg.json" ] && export CHAOSFLEET_TEST_VM="$logs/vm-bg.json"
+  [ -s "$logs/fleet-bg.path" ] && { CHAOSFLEET_TEST_FLEET=$(cat "$logs/fleet-bg.path"); export CHAOSFLEET_TEST_FLEET; }
+  echo "== the background pass: CHAOSFLEET_TEST_VM=${CHAOSFLEET_TEST_VM:-} CHAOSFLEET_TEST_FLEET=${CHAOSFLEET_TEST_FLEET:-}"
+  pytest_pass -q -m "not serial" -n "$workers" --dist loadgroup --no-loadscope-reorder --durations=25 \
+    "${select[@]}" tests/integration
+  rc=$?
+  [ "$lab_rc" = 0 ] || rc=1
+  return "$rc"
+}
+
+integration=0
+{ [ "$scope" = all ] || [ "$scope" = integration ]; } && integration=1
+quality=0
+[ "$scope" = all ] && [ -x scripts/quality.sh ] && quality=1
+[ "$overlap" = 1 ] && [ "$integration" = 0 ] && overlap=0
+beside_serial=0  # molecule and quality.sh beside the serial pass
+{ [ "$overlap" = 1 ] || [ "$side" = serial ]; } && [ "$integration" = 1 ] && beside_serial=1
+
+if [ "$integration" = 1 ]; then
   shared_up=1
-  start shared_lab
+  start shared_lab "$vm_name" "$fleet_name" 150 ""
+fi
+if [ "$overlap" = 1 ]; then
+  start_guard 1
+  # Off the critical path (no phase waits for it but the background pass): a long boot timeout.
+  ( started=$SECONDS
+    background shared_lab "$bg_vm_name" "$bg_fleet_name" 600 -bg > "$logs/bg-lab.log" 2>&1
+    echo "$? $(( SECONDS - started ))" > "$logs/bg-lab.rc" ) &
+  bg_lab_pid=$!
 fi
 if [ "$scope" = all ] || [ "$scope" = unit ]; then
   run .venv/bin/python -m pytest -q -p no:cacheprovider tests/unit
 fi
-if [ "$scope" = all ] || [ "$scope" = integration ]; then
+if [ "$integration" = 1 ]; then
   finish
   [ -s "$logs/vm.json" ] && export CHAOSFLEET_TEST_VM="$logs/vm.json"
   [ -s "$logs/fleet.path" ] && export CHAOSFLEET_TEST_FLEET="$(cat "$logs/fleet.path")"
-  run pytest_pass -q -m serial --durations=25 tests/integration
-  start pytest_pass -q -m "not serial" -n "$workers" --dist loadgroup --no-loadscope-reorder --durations=25 tests/integration
-  start molecule test -s default
+  echo "== the serial pass: CHAOSFLEET_TEST_VM=${CHAOSFLEET_TEST_VM:-} CHAOSFLEET_TEST_FLEET=${CHAOSFLEET_TEST_FLEET:-}"
+  if [ "$beside_serial" = 1 ]; then
+    [ -n "$guard_pid" ] || start_guard 0
+    [ "$overlap" = 1 ] && start background background_pass
+    start background molecule test -s default
+    [ "$quality" = 1 ] && start background scripts/quality.sh
+  fi
+  run pytest_pass -q -m serial --durations=25 "${select[@]}" tests/integration
+  if [ "$overlap" = 1 ]; then  # the serial pass's VM and fleet are done (cleanup repeats it): CPU for the rest
+    $python tests/vm/vm.py down --name "$vm_name" >/dev/null 2>&1
+    $python tests/lab/fleet.py down --name "$fleet_name" >/dev/null 2>&1
+  else
+    if [ "$beside_serial" = 1 ]; then
+      finish
+      stop_guard
+      run pytest_pass -q -m "not serial" -n "$workers" --dist loadgroup --no-loadscope-reorder --durations=25 \
+        "${select[@]}" tests/integration
+    else
+      start pytest_pass -q -m "not serial" -n "$workers" --dist loadgroup --no-loadscope-reorder --durations=25 \
+        "${select[@]}" tests/integration
+      start molecule test -s default
+    fi
+  fi
 fi
-if [ "$scope" = all ] && [ -x scripts/quality.sh ]; then
+if [ "$quality" = 1 ] && [ "$beside_serial" = 0 ]; then
   start scripts/quality.sh
 fi
 finish
@@ -145,6 +398,9 @@ finish
 cleanup
 trap - EXIT
 left=$(scripts/leftovers.sh)
+if [ "$sweep" = 0 ]; then  # only what appeared during the run (others' labs on this machine are theirs)
+  left=$(comm -13 <(sort "$logs/leftovers.before") <(sort <<< "$left"))
+fi
 if [ -n "$left" ]; then
   echo "== the lab left things behind:"
   echo "$left"

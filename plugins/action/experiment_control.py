@@ -283,8 +283,10 @@ class ActionModule(ActionBase):
         v, spec, slos = self._search_spec(task_vars)
         state = _search.start(spec)
         return {"name": str(v["name"]), "spec": spec, "slos": slos, "state": state, "rounds": _search.rounds(spec),
-                "level": _search.level_vars(spec, str(v["name"]), 1, state["next"], v.get("max_working_set")),
-                "threshold": int(str(v.get("probe_failure_threshold") or 0)), "record": None}
+                "level": _search.level_vars(spec, str(v["name"]), 1, state["next"], v.get("max_working_set"),
+                                            v.get("heartbeat_interval") or 5),
+                "threshold": int(str(v.get("probe_failure_threshold") or 0)), "record": None,
+                "interval": int(str(v.get("heartbeat_interval") or 5))}
 
     def _search_next(self, args, task_vars):
         """After a level round: this host's entry for the level it ran, and its next level (or done)."""
@@ -305,9 +307,9 @@ class ActionModule(ActionBase):
             state = _search.stop_for_fleet(state)
         level = {}
         if not state["done"]:
-            v = self._role_vars(task_vars, ("max_working_set",))
+            v = self._role_vars(task_vars, ("max_working_set", "heartbeat_interval"))
             level = _search.level_vars(spec, search["name"], int(args["search_round"]) + 2, state["next"],
-                                       v.get("max_working_set"))
+                                       v.get("max_working_set"), v.get("heartbeat_interval") or 5)
         return dict(search, state=state, level=level, confirm=self._confirm_level(search, state))
 
     def _confirm_level(self, search, state):
@@ -316,7 +318,7 @@ class ActionModule(ActionBase):
         if (spec["on_edge"] != "last_pass" or not state["done"] or state["lo"] < 0
                 or state["ended_by"] in ("recovery", "error", "app_oom")):
             return {}
-        level = _search.level_vars(spec, search["name"], 0, state["lo"])
+        level = _search.level_vars(spec, search["name"], 0, state["lo"], interval=search.get("interval") or 5)
         level["name"] = search["name"] + _search.CONFIRM_SUFFIX
         return level
 

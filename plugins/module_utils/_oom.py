@@ -184,7 +184,7 @@ class OomTracker(object):
         self.app_pids.update(pid for pid in seen_pids if pid not in self.stressor_pids)
         self.counted = max(self.counted, (counter_value or 0) - self.first_count)
         out = []
-        now_wall, now_mono = time.time(), time.monotonic()
+        now_wall, now_mono = (time.time(), time.monotonic()) if kills else (None, None)
         for kill in kills:
             # The kernel logs a group kill's first victim twice.
             if kill["pid"] in self.recorded_pids or not self.belongs(kill):

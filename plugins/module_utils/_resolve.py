@@ -343,10 +343,21 @@ def procs_file(dirs):
     return None
 
 
+# A read of a kernel-generated file (seq_file) stops short only at its end or once a page (4 KiB or more) is
+# full; a cgroup.procs line is at most 8 bytes. A first read shorter than this is the whole file: no second
+# read to find the end.
+WHOLE_READ_BELOW = 2048
+
+
 def read_pids(dirs):
     path = procs_file(dirs)
     if path is None:
         return []
+    return read_pids_file(path)
+
+
+def read_pids_file(path):
+    """The PIDs a cgroup.procs lists, or [] when it cannot be read."""
     # os.open/os.read, no buffered text wrapper: samplers read this every tick. Opened each time, not kept
     # open: v1 serves an open cgroup.procs the PID list it built, for up to a second after.
     try:
@@ -354,13 +365,13 @@ def read_pids(dirs):
     except OSError:
         return []
     try:
-        chunks = []
-        while True:
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-        return [int(pid) for pid in b"".join(chunks).split()]
+        data = os.read(fd, 65536)
+        if len(data) >= WHOLE_READ_BELOW:
+            chunks = [data]
+            while chunks[-1]:
+                chunks.append(os.read(fd, 65536))
+            data = b"".join(chunks)
+        return [int(pid) for pid in data.split()]
     except (OSError, ValueError):
         return []
     finally:

@@ -13,9 +13,10 @@ __metaclass__ = type
 import socket
 import time
 
+from ansible_collections.chaosfleet.stress.plugins.module_utils import _oom
 from ansible_collections.chaosfleet.stress.plugins.module_utils import _state as state
 from ansible_collections.chaosfleet.stress.plugins.module_utils._oom import KernelLog, OomTracker
-from ansible_collections.chaosfleet.stress.plugins.module_utils._resolve import process_comm, read_pids
+from ansible_collections.chaosfleet.stress.plugins.module_utils._resolve import process_comm
 from ansible_collections.chaosfleet.stress.plugins.module_utils._result import TARGET_IDENTITY_KEYS, build as build_result, target_of
 from ansible_collections.chaosfleet.stress.plugins.module_utils._summary import recovery as recovery_of, summarize
 from ansible_collections.chaosfleet.stress.plugins.module_utils._usage import read_sample, reader_for
@@ -27,18 +28,21 @@ IDENTITY = TARGET_IDENTITY_KEYS + ("kind", "runtime", "systemd_unit")
 class Watched(object):
     """One target being sampled: its reader, samples, the PIDs seen in it and its OOM kills."""
 
-    def __init__(self, target, proc_root):
+    def __init__(self, target, proc_root, kmsg_problem=None):
         self.target = target
         self.proc_root = proc_root
+        # Its cgroup files stay open from one tick to the next (sample_targets closes them).
         self.reader = reader_for(target, keep_open=True)
         self.samples = []
         self.seen = {}
         self.oom_kills = []
         memory = self.reader.memory_stats()
-        self.oom = OomTracker(target["path"], memory.get("oom_group"), memory.get("oom_kill_count"))
+        # Whether the kernel log can be read is asked once for all targets (kmsg_problem), not once each.
+        self.oom = OomTracker(target["path"], memory.get("oom_group"), memory.get("oom_kill_count"), kmsg_path=None)
+        self.oom.kmsg_error = kmsg_problem
 
     def tick(self, kills):
-        for pid in read_pids(self.target["dirs"]):
+        for pid in self.reader.pids():
             if pid not in self.seen:
                 self.seen[pid] = process_comm(self.proc_root, pid)
         sample = read_sample(self.target, self.reader)
@@ -64,8 +68,9 @@ def sample_targets(targets, proc_root, duration, interval, recovery=None, clock=
     watched = []
     log = None
     try:
+        kmsg_problem = _oom.kmsg_error() if targets else None
         for target in targets:
-            watched.append(Watched(target, proc_root))
+            watched.append(Watched(target, proc_root, kmsg_problem))
         log = KernelLog()
         started = clock.time()
         deadline = started + duration

@@ -171,12 +171,11 @@ TRUE_WORDS = ("true", "yes", "on", "1", "y", "t")
 FALSE_WORDS = ("false", "no", "off", "0", "n", "f")
 
 
-def parse_bool(value, what="value", default=False, strict=True):
+def parse_bool(value, what="value", default=False):
     """Read a yes/no value: a bool, 0/1, or one of TRUE_WORDS / FALSE_WORDS (any case).
 
-    None and '' (an unset survey answer) give ``default``. Any other word raises UnitError when
-    ``strict``; with ``strict=False`` (a value nobody validated, such as an environment variable)
-    it reads as False.
+    None and '' (an unset survey answer) give ``default``. Any other word raises UnitError: a typo
+    must not quietly read as false (and turn a safety switch off).
     """
     if value is None:
         return default
@@ -189,7 +188,7 @@ def parse_bool(value, what="value", default=False, strict=True):
         return default
     if text in TRUE_WORDS:
         return True
-    if text in FALSE_WORDS or not strict:
+    if text in FALSE_WORDS:
         return False
     raise UnitError("%s must be true or false (or yes/no, on/off, 1/0), got %r" % (what, value))
 

@@ -13,7 +13,8 @@ __metaclass__ = type
 import os
 import time
 
-from ansible_collections.chaosfleet.stress.plugins.module_utils._resolve import process_comm, read_pids
+from ansible_collections.chaosfleet.stress.plugins.module_utils._resolve import (
+    WHOLE_READ_BELOW, process_comm, procs_file, read_pids, read_pids_file)
 
 # v1 reports "no limit" as a page-aligned LONG_MAX; anything this large is unlimited.
 _V1_UNLIMITED = 1 << 62
@@ -167,6 +168,26 @@ class CgroupFiles(object):
             if fd is not None:
                 os.close(fd)
 
+    def read_pids(self, path):
+        """The PIDs in a cgroup2 cgroup.procs, through a kept descriptor where there is one.
+
+        Not for v1: v1 serves an open cgroup.procs the PID list it built, until a second after its last read.
+        """
+        if path in self.fds or (self.keep and path not in self.unkept):
+            data = self.read(path)
+            fd = self.fds.get(path)
+            if data is not None and fd is not None:
+                try:
+                    if len(data) >= WHOLE_READ_BELOW:  # maybe a page of more: read on to the end
+                        more = data
+                        while more:
+                            more = os.pread(fd, _READ_SIZE, len(data))
+                            data += more
+                    return [int(pid) for pid in data.split()]
+                except (OSError, ValueError):
+                    pass
+        return read_pids_file(path)
+
     def _take(self, path, fd):
         if os.fstat(fd).st_size != 0:
             self.unkept.add(path)
@@ -238,6 +259,7 @@ class V1Reader(object):
     version = 1
 
     def __init__(self, dirs, keep_open=False):
+        self.dirs = dirs
         self.memory = dirs.get("memory")
         self.cpu = dirs.get("cpu")
         self.cpuacct = dirs.get("cpuacct") or dirs.get("cpu")
@@ -290,6 +312,10 @@ class V1Reader(object):
         # v1 has per-cgroup PSI only with psi_v1; the files live in the cpuacct hierarchy.
         return read_pressures(self, self.cpuacct or self.memory)
 
+    def pids(self):
+        # Opened each time: v1 serves an open cgroup.procs the PID list it built, until a second after its last read.
+        return read_pids(self.dirs)
+
     def close(self):
         self.files.close()
 
@@ -298,8 +324,10 @@ class V2Reader(object):
     version = 2
 
     def __init__(self, dirs, keep_open=False):
+        self.dirs = dirs
         self.dir = dirs.get("unified")
         self.files = CgroupFiles(keep_open)
+        self._procs = procs_file(dirs)
         self._psi_files = None
         self._memory_stat = _in(self.dir, "memory.stat")
         self._events = _in(self.dir, "memory.events")
@@ -347,6 +375,10 @@ class V2Reader(object):
 
     def pressure(self):
         return read_pressures(self, self.dir)
+
+    def pids(self):
+        # v2 walks the cgroup's tasks afresh on every read from offset 0, so a kept cgroup.procs is never stale.
+        return self.files.read_pids(self._procs) if self._procs else []
 
     def close(self):
         self.files.close()

@@ -212,7 +212,7 @@ outcome:
   type: dict
   contains:
     lines:
-      description: C(copied to ...), C(uploaded to ...), C(summary posted to ...) and C(FAILED: ...) lines.
+      description: "C(copied to ...), C(uploaded to ...), C(summary posted to ...) and C(FAILED: ...) lines."
       type: list
       elements: str
     failure:

@@ -120,6 +120,11 @@ notes:
     The output is deterministic (no generation time in it), so rerunning on the same results is not a change.
   - The HTML has no script and loads nothing; every point of a chart line is one sample, at a coordinate given
     by the C(data-*) mapping on its C(<svg>) element.
+  - A host whose result is a headroom search gets a headroom section first - the answer in one line, the levels
+    table and, in HTML, one chart per probe (its SLO figure per stress level, the SLO line, the edge between the
+    last pass and the first fail). Its verdict is the search's - finding the edge fails nothing; a headroom below
+    the required minimum, a target that did not recover, or an error do. See the headroom guide in the
+    collection's docs.
 seealso:
   - module: chaosfleet.stress.stressor
   - module: chaosfleet.stress.cgroup_sample
@@ -189,7 +194,8 @@ stats:
       type: dict
     per_host:
       description: For each host with a result, its verdict, notes, how it ended, whether the steady state
-        held, recovery seconds, achieved percent of what could be reached, and OOM kills by victim.
+        held, recovery seconds, achieved percent of what could be reached, and OOM kills by victim. A host
+        whose result is a headroom search (C(experiment_search)) also has C(headroom), as in RV(headroom).
       type: dict
     reports:
       description: Same as RV(paths).
@@ -209,4 +215,31 @@ stats:
         achieved_percent: 100.0
         oom_kills: {app: 1, stressor: 0}
     reports: {html: /srv/chaos/reports/stress-report-checkout-memory-pressure.html}
+headroom:
+  description:
+    - For the hosts whose result is a headroom search, what AWX can track from run to run, by experiment and
+      host; an empty dict when no host searched. These are the figures the experiment role publishes with
+      M(ansible.builtin.set_stats) as C(chaosfleet_headroom), plus the label, the confirmation and the host's
+      verdict.
+    - C(headroom) is the last level that passed, in C(unit) (V(percent) of the memory limit, V(bytes), or CPU
+      V(load) percent of the quota); C(headroom_percent) and C(headroom_bytes) say it as a share and as memory
+      added; C(first_fail) is the other side of the edge; C(ended_by) is V(edge), V(range_end), V(fleet_stop),
+      V(recovery), V(app_oom) or V(error); C(required) and C(regression_ok) are the
+      C(experiment_search_min_headroom) check.
+  returned: always
+  type: dict
+  sample:
+    checkout:
+      node1:
+        headroom: 60
+        headroom_label: 60%
+        unit: percent
+        headroom_percent: 60.0
+        headroom_bytes: 322122547
+        first_fail: 70
+        ended_by: edge
+        confirmed: null
+        required: 50
+        regression_ok: true
+        verdict: pass
 '''

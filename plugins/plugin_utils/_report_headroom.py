@@ -12,6 +12,9 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from decimal import Decimal
+
+from ansible_collections.chaosfleet.stress.plugins.plugin_utils import _search
 from ansible_collections.chaosfleet.stress.plugins.plugin_utils._report_charts import level_chart
 from ansible_collections.chaosfleet.stress.plugins.plugin_utils._report_text import (
     level_label, round_bytes, time_label,
@@ -48,7 +51,8 @@ def probe_figure(probe):
     if figure == "latency_p95_ms":
         return figure, (probe.get("latency_ms") or {}).get("p95")
     if figure == "value":
-        value = probe.get("value") or {}
+        value = probe.get("value")
+        value = value if isinstance(value, dict) else {"last": value}  # a bare reading is the last one
         pick = value_stat(slo.get("comparator"))
         return figure, value.get(pick) if value.get(pick) is not None else value.get("last")
     return "pass_rate", probe.get("pass_rate")
@@ -235,20 +239,22 @@ def probe_names(search):
     return names
 
 
+def _plain_number(number):
+    return int(number) if number == number.to_integral_value() else float(number)
+
+
 def grid(search):
-    """The levels a search could test: its own grid, else from, from + step, ... and always to."""
+    """The levels a search could test (its own grid, else the search's grid of its range), and every level it
+    ran, in order: the chart's x ticks."""
+    tested = set(level["level"] for level in search["levels"] if level["level"] is not None)
     if search.get("grid"):
-        return sorted(search["grid"])
+        return sorted(set(search["grid"]) | tested)
     span = search.get("range") or {}
     start, stop, step = span.get("from"), span.get("to"), span.get("step")
-    tested = sorted(set(level["level"] for level in search["levels"] if level["level"] is not None))
-    if start is None or stop is None or not step or step <= 0 or (stop - start) / float(step) > 200:
-        return tested
-    levels, k = [], 0
-    while start + k * step < stop - 1e-9:
-        levels.append(start + k * step)
-        k += 1
-    return sorted(set(levels + [stop] + tested))
+    if start is None or stop is None or not step or step <= 0 or start > stop:
+        return sorted(tested)
+    levels = _search.grid(Decimal(str(start)), Decimal(str(stop)), Decimal(str(step)))
+    return sorted(set(_plain_number(level) for level in levels) | tested)
 
 
 def _x_axis(search):
@@ -349,8 +355,18 @@ def view(result):
         "probes": probe_names(search),
         "rows": rows(search),
         "charts": charts(search),
-        "source": "the edge level's" if search.get("first_fail") is not None else "the last level's",
+        "source": _source(search),
     }
+
+
+def _source(search):
+    """Which level's run the rest of the host's section shows (the search keeps the first failing level's
+    record, else the highest passing one's)."""
+    if search.get("first_fail") is not None:
+        return "the run at the first failing level (%s)" % label_of(search, search["first_fail"])
+    if search.get("last_pass") is not None:
+        return "the run at the highest passing level (%s)" % label_of(search, search["last_pass"])
+    return "the last run"
 
 
 def headroom_label(search):
@@ -374,19 +390,28 @@ def headroom_percent(search, limit=None):
     return round(100.0 * value / limit, 1) if limit else None
 
 
+def headroom_bytes(search, limit=None):
+    """The headroom as memory added; None for a CPU search, or a share with no limit known."""
+    if search.get("headroom_bytes") is not None:
+        return int(search["headroom_bytes"])
+    value = search.get("headroom")
+    if value is None or search["unit"] == "load":
+        return None
+    if search["unit"] == "bytes":
+        return int(value)
+    limit = search.get("limit_bytes") or limit
+    return int(limit * float(value) / 100.0) if limit else None
+
+
 def entry(result, verdict):
-    """The figures set_stats publishes for one host's search (chaosfleet_headroom), with the host's verdict."""
+    """The figures AWX tracks for one host's search (as _search.host_stats gives them to set_stats'
+    chaosfleet_headroom), with the host's verdict and what the report adds: the label, the confirmation
+    and the regression check."""
     search = result["search"]
+    limit = _limit(result, search)
     regression = search.get("regression") or {}
-    return {
-        "headroom": search.get("headroom"),
-        "headroom_label": headroom_label(search),
-        "unit": search["unit"],
-        "headroom_percent": headroom_percent(search, _limit(result, search)),
-        "first_fail": search.get("first_fail"),
-        "ended_by": search.get("ended_by"),
-        "confirmed": search.get("confirmed"),
-        "required": regression.get("required"),
-        "regression_ok": regression.get("ok"),
-        "verdict": verdict,
-    }
+    out = _search.host_stats(dict(search, headroom_percent=headroom_percent(search, limit),
+                                  headroom_bytes=headroom_bytes(search, limit)))
+    out.update(headroom_label=headroom_label(search), confirmed=search.get("confirmed"),
+               required=regression.get("required"), regression_ok=regression.get("ok"), verdict=verdict)
+    return out

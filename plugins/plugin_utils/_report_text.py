@@ -10,6 +10,7 @@ __metaclass__ = type
 import datetime
 
 from ansible_collections.chaosfleet.stress.plugins.module_utils._units import format_bytes, format_duration
+from ansible_collections.chaosfleet.stress.plugins.plugin_utils._search import label as _search_label
 
 
 def utc_text(epoch):
@@ -56,9 +57,5 @@ def recovery_terms(rec):
 
 
 def level_label(value, unit):
-    """A search level as the search labels it ('35%', '120 MiB', 'load 40%'), for levels it did not label."""
-    if value is None:
-        return "none"
-    if unit == "bytes":
-        return round_bytes(value)
-    return ("load %g%%" if unit == "load" else "%g%%") % float(value)
+    """A search level as the search labels it ('35%', '120.0 MiB', 'load 40%'), for levels it did not label."""
+    return _search_label(value, unit)

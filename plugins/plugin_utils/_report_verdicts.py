@@ -145,8 +145,9 @@ def host_verdict(result, achieved_min_percent=80.0, fail_on_app_oom=True):
         notes.append(interrupted)
     if result.get("search"):
         verdict, search_notes = search_verdict(result["search"])
-        # An interrupted search did not run its course either.
-        return _result.worst([verdict, "inconclusive"]) if interrupted else verdict, notes + search_notes
+        if interrupted:  # an interrupted search did not run its course either
+            verdict = _result.worst([verdict, "inconclusive"])
+        return verdict, notes + search_notes
     held = result["steady_state"].get("held")
     recovered = result["recovery"].get("recovered")
     app_kills = [k for k in result["oom_kills"] if k.get("victim") == "app"]

@@ -271,13 +271,19 @@ LEVEL_SETTINGS = {
 }
 
 
+SETTLE_INTERVALS = 2
 # The level settings the role's task files read (through the request step's answer, not the variables).
 LEVEL_TASK_SETTINGS = ("name", "duration", "report", "fail_on_abort", "replace", "recovery_timeout")
 
 
-def level_vars(spec, name, number, index, user_max_working_set=""):
-    """The experiment_* values (without the prefix) of one level run: the settings above, its name, hold and size."""
-    out = dict(LEVEL_SETTINGS, name="%s-L%02d" % (name, number), duration="%ss" % _num(spec["hold_seconds"]),
+def level_vars(spec, name, number, index, user_max_working_set="", interval=5):
+    """The experiment_* values (without the prefix) of one level run: the settings above, its name, hold and size.
+
+    The level lasts its hold plus two heartbeat intervals: the stress takes a moment to reach its
+    size, and every probe must have been checked at the full level before the level can pass.
+    """
+    duration = spec["hold_seconds"] + SETTLE_INTERVALS * int(interval)
+    out = dict(LEVEL_SETTINGS, name="%s-L%02d" % (name, number), duration="%ss" % _num(duration),
                recovery_timeout="%ss" % _num(spec["recovery_timeout_seconds"]))
     out.update(level_args(spec, index))
     if spec["type"] == "memory":
@@ -314,6 +320,12 @@ def level_outcome(result, problem="", error="", threshold=0, first=False):
         broken = [p for p in probes if p.get("ok") is False and (p.get("failures") or 0) > threshold]
     if broken:
         return "fail", {"kind": "probe", "name": broken[0].get("name"), "detail": _text(broken[0].get("detail"))}
+    unchecked = [p.get("name") for p in probes if not _stress_phase(p).get("checks")]
+    if unchecked and not (result.get("reason") or "").startswith("guard:"):
+        # A level cannot pass on probes that never looked at it.
+        return "error", {"kind": "error", "name": "unchecked",
+                         "detail": "probe %s had no check during the level (status %s, %s)" % (
+                             ", ".join(unchecked), result.get("status"), result.get("reason"))}
     if (result.get("reason") or "").startswith("guard:max_working_set"):
         return "fail", {"kind": "guard", "name": "limit_margin",
                         "detail": "the working set reached the limit minus the margin; the node ended the stress"}
@@ -349,6 +361,7 @@ def level_entry(spec, index, result, problem="", error="", slos=None, confirmati
     value = spec["grid"][index]
     return {
         "index": index, "level": value, "label": label(value, spec["unit"]), "experiment": result.get("experiment"),
+        "status": result.get("status"), "reason": result.get("reason"),
         "outcome": outcome, "failed_by": failed_by, "confirmation": confirmation,
         "working_set": {"mean_bytes": None if mean is None else int(mean), "max_bytes": summary.get("max"),
                         "percent_of_limit": round(100.0 * mean / limit, 1) if mean and limit else None},

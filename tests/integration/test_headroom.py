@@ -75,3 +75,57 @@ def test_each_node_app_is_scraped_by_prometheus(fleet, fleet_cache_pods, headroo
         assert float(result[0]["value"][1]) < 0.05, (node, result)
         knees[node] = pod.knee_percent()
     assert len(set(round(k) for k in knees.values())) == len(knees), knees
+
+
+# ------------------------------------------------------------------ searches through ansible-playbook
+from types import SimpleNamespace  # noqa: E402
+
+from tests.integration.fleet_fixtures import run_playbook  # noqa: E402
+
+
+def host_inventory(tmp_path):
+    """This host as the play's one node (the lab pods run here), reached with the local connection."""
+    path = tmp_path / "inventory.json"
+    path.write_text(json.dumps({"all": {"hosts": {"labhost": {
+        "ansible_connection": "local", "ansible_python_interpreter": "/usr/bin/python3"}}}}))
+    return SimpleNamespace(inventory=str(path))
+
+
+def search_vars(pod, tmp_path, state_dir, name, **overrides):
+    values = {
+        "experiment_name": name,
+        "experiment_container_id": pod.container["id"],
+        "experiment_search": "step",
+        "experiment_search_from": "10%", "experiment_search_to": "90%", "experiment_search_step": "10%",
+        "experiment_search_hold": "8s",
+        "experiment_search_recovery_timeout": "30s",
+        "experiment_heartbeat_interval": 2,
+        "experiment_heartbeat_timeout": "20s",
+        "experiment_baseline_duration": "2s",
+        "experiment_state_dir": state_dir,
+        "experiment_report_dest": str(tmp_path / "reports"),
+        "experiment_stop_guard_dir": str(tmp_path),
+    }
+    values.update(overrides)
+    return values
+
+
+def p95_probe(prometheus, node, threshold=0.05, window="6s"):
+    return {"name": "p95", "type": "prometheus", "url": prometheus.url, "query": p95_query(node, window),
+            "comparator": "<", "threshold": threshold}
+
+
+def report_json(tmp_path):
+    found = sorted((tmp_path / "reports").rglob("*.json"))
+    assert found, "no JSON report under %s" % (tmp_path / "reports")
+    return json.loads(found[-1].read_text())
+
+
+def test_explore(cache_pod, headroom_prometheus, stress_state_dir, tmp_path):
+    extra = search_vars(cache_pod, tmp_path, stress_state_dir, "hr-explore",
+                        experiment_probes=[p95_probe(headroom_prometheus, "host")])
+    run = run_playbook(host_inventory(tmp_path), "playbooks/memory_stress.yml", extra)
+    print(run)
+    import shutil as sh
+    sh.copytree(str(tmp_path / "reports"), "/tmp/cfhead-reports-%d" % int(time.time()))
+    assert 0

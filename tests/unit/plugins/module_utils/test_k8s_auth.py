@@ -252,3 +252,22 @@ def test_add_hosts_passes_every_kubectl_option_from_its_k8s_variable():
     assert task["vars"]["__k8s_kubectl"] == dict((name, "{{ %s | default(none) }}" % play_var[name])
                                                  for name, _ in KUBECTL_VARS)
     assert task["no_log"] is True
+
+
+def test_the_agent_role_takes_every_auth_option_with_an_agent_prefix():
+    role = REPO / "roles" / "agent"
+    defaults = yaml.safe_load((role / "defaults" / "main.yml").read_text())
+    assert dict((n, defaults.get("agent_" + n, "missing")) for n in NAMES) == dict((n, None) for n in NAMES)
+    specs = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())
+    options = next(iter(specs["argument_specs"].values()))["options"]
+    for option in AUTH_OPTIONS:
+        spec = options["agent_" + option.name]
+        assert spec["type"] == option.type and bool(spec.get("no_log")) == bool(option.no_log), option.name
+    for tasks in ("present.yml", "absent.yml"):
+        block = yaml.safe_load((role / "tasks" / tasks).read_text())[0]
+        assert block["module_defaults"]["group/kubernetes.core.k8s"] == dict(
+            (n, "{{ agent_%s }}" % n) for n in NAMES), tasks
+    play = _plays("agent.yml")[0]
+    given = play["roles"][0]["vars"]
+    assert dict((k, v) for k, v in given.items() if k[len("agent_"):] in NAMES) == dict(
+        ("agent_" + name, "{{ %s | default(none) }}" % var) for name, var in PLAY_VARS)

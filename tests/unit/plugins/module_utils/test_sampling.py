@@ -432,7 +432,8 @@ RECORDED = [
      [{"t": T0 + 2, "event": "holding"}, dict(KILL, event="oom_kill")], ("cpu", 3), "aborted", "supervisor_lost",
      {"working_set_increase_bytes": None, "cpu_cores": 1.0}, [430]),
     ("cpu, never held: CPU over every sample; the outcome's empty kill list wins", CPU_PLAN,
-     dict(OUTCOME, status="stopped", reason="stop", oom_kills=[]), [dict(KILL, event="oom_kill")], ("cpu", 3), "stopped", "stop", {"working_set_increase_bytes": 199 * MI, "cpu_cores": 0.55}, []),
+     dict(OUTCOME, status="stopped", reason="stop", oom_kills=[]), [dict(KILL, event="oom_kill")], ("cpu", 3),
+     "stopped", "stop", {"working_set_increase_bytes": 199 * MI, "cpu_cores": 0.55}, []),
     ("io: the workers of the I/O plan", IO_PLAN, dict(OUTCOME, achieved_increase_bytes=None), [], ("io", 4),
      "finished", "deadline", {"working_set_increase_bytes": None, "cpu_cores": None}, [431]),
 ]

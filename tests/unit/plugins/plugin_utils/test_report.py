@@ -153,8 +153,9 @@ def test_all_hosts_missing_still_renders(tmp_path):
 @pytest.mark.parametrize("results, headroom", [
     ([load("node1_stressor_oom")], {}),
     ([load("node1_search_memory")], {"checkout": {"node1": {
-        "headroom": 60, "headroom_label": "60%", "unit": "percent", "headroom_percent": 60.0, "first_fail": 70,
-        "ended_by": "edge", "confirmed": None, "required": 50, "regression_ok": True, "verdict": "pass"}}}),
+        "headroom": 60, "headroom_label": "60%", "unit": "percent", "headroom_percent": 60.0,
+        "headroom_bytes": 322122547, "first_fail": 70, "ended_by": "edge", "confirmed": None, "required": 50,
+        "regression_ok": True, "verdict": "pass"}}}),
 ])
 def test_run_returns_the_paths_stats_and_headroom(tmp_path, results, headroom):
     out = run(params(results, tmp_path))

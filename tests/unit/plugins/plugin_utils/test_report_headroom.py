@@ -5,6 +5,7 @@ import copy
 import pytest
 
 from ansible_collections.chaosfleet.stress.plugins.plugin_utils import _report_headroom as headroom
+from ansible_collections.chaosfleet.stress.plugins.plugin_utils import _search
 from ansible_collections.chaosfleet.stress.plugins.plugin_utils._report_input import collect
 from tests.unit.reportfix import MI, load
 
@@ -66,7 +67,7 @@ def test_answer(changes, expected):
     ("percent", 512 * MI, 60, "60%", "60% of its memory limit (307 MiB)"),
     ("percent", None, 60, "60%", "60% of its memory limit"),
     ("bytes", 512 * MI, 128 * MI, "128.0 MiB", "128.0 MiB (25% of its memory limit)"),
-    ("bytes", None, 128 * MI, None, "128 MiB"),
+    ("bytes", None, 128 * MI, None, "128.0 MiB"),
     ("load", None, 40, "load 40%", "load 40% of its CPU quota"),
 ])
 def test_amount_text(unit, limit, value, label, expected):
@@ -112,6 +113,7 @@ def test_rows_say_what_each_level_did(level, expected):
      ("value", 1), "last 1"),
     ({"slo": {"figure": "value", "comparator": "<", "threshold": 1}, "value": {"last": 0.5}}, ("value", 0.5),
      "max 0.5"),
+    ({"slo": {"figure": "value", "comparator": "<=", "threshold": 1}, "value": 0.2}, ("value", 0.2), "max 0.2"),
     ({"slo": None, "pass_rate": 96.7}, ("pass_rate", 96.7), "pass rate 96.7%"),
     ({"slo": {"figure": "latency_p95_ms", "comparator": "<=", "threshold": 300}, "latency_ms": None},
      ("latency_p95_ms", None), "n/a"),
@@ -162,8 +164,9 @@ def test_steady_state_text(changes, expected):
     assert headroom.steady_state_text(searched(**changes)["search"]) == expected
 
 
-ENTRY = {"headroom": 60, "headroom_label": "60%", "unit": "percent", "headroom_percent": 60.0, "first_fail": 70,
-         "ended_by": "edge", "confirmed": None, "required": 50, "regression_ok": True, "verdict": "pass"}
+ENTRY = {"headroom": 60, "headroom_label": "60%", "unit": "percent", "headroom_percent": 60.0,
+         "headroom_bytes": int(0.6 * 512 * MI), "first_fail": 70, "ended_by": "edge", "confirmed": None, "required": 50,
+         "regression_ok": True, "verdict": "pass"}
 
 
 @pytest.mark.parametrize("changes, verdict, expected", [
@@ -172,16 +175,18 @@ ENTRY = {"headroom": 60, "headroom_label": "60%", "unit": "percent", "headroom_p
     ({"regression": None, "min_headroom": None}, "pass", dict(ENTRY, required=None, regression_ok=None)),
     ({"unit": "bytes", "headroom": 128 * MI, "headroom_percent": None, "headroom_label": None, "first_fail": None,
       "ended_by": "range_end", "regression": None},
-     "pass", dict(ENTRY, headroom=128 * MI, headroom_label="128 MiB", unit="bytes", headroom_percent=25.0,
-                  first_fail=None, ended_by="range_end", required=None, regression_ok=None)),
+     "pass", dict(ENTRY, headroom=128 * MI, headroom_label="128.0 MiB", unit="bytes", headroom_percent=25.0,
+                  headroom_bytes=128 * MI, first_fail=None, ended_by="range_end", required=None, regression_ok=None)),
     ({"unit": "bytes", "headroom": 128 * MI, "headroom_percent": None, "headroom_label": None, "limit_bytes": None},
      "pass",
-     dict(ENTRY, headroom=128 * MI, headroom_label="128 MiB", unit="bytes", headroom_percent=25.0)),
+     dict(ENTRY, headroom=128 * MI, headroom_label="128.0 MiB", unit="bytes", headroom_percent=25.0,
+          headroom_bytes=128 * MI)),
     ({"unit": "load", "headroom": 45, "headroom_percent": None, "headroom_label": None, "confirmed": True},
      "inconclusive", dict(ENTRY, headroom=45, headroom_label="load 45%", unit="load", headroom_percent=45.0,
+                          headroom_bytes=None,
                           confirmed=True, verdict="inconclusive")),
     ({"headroom": None, "headroom_label": None, "headroom_percent": None, "last_pass": None}, "pass",
-     dict(ENTRY, headroom=None, headroom_label="none", headroom_percent=None)),
+     dict(ENTRY, headroom=None, headroom_label="none", headroom_percent=None, headroom_bytes=None)),
 ])
 def test_entry_is_what_awx_tracks(changes, verdict, expected):
     """The per-host figures of chaosfleet_headroom; a size's share needs the target's limit (512 MiB here)."""
@@ -197,7 +202,7 @@ def test_view_of_the_fixture():
     got = headroom.view(searched())
     assert (got["mode"], got["range"], got["ended_by"], got["headroom"], got["probes"]) == (
         "step", "20% to 90%, step 10%", "edge", "60%", ["web", "errors"])
-    assert got["ended_text"] == "found the edge" and got["source"] == "the edge level's"
+    assert got["ended_text"] == "found the edge" and got["source"] == "the run at the first failing level (70%)"
     assert [(c["probe"], c["figure"], c["slo"]) for c in got["charts"]] == [
         ("web", "latency p95 (ms)", "SLO p95 ≤ 300 ms"),
         ("errors", "value (max during the hold)", "SLO value ≤ 0.05")]
@@ -216,3 +221,57 @@ def test_charts_of_a_probe_without_an_slo_show_its_pass_rate():
     [chart] = headroom.charts(searched(levels=levels)["search"])
     assert (chart["figure"], chart["slo"]) == ("pass rate", "no SLO figure")
     assert (chart["chart"]["y_min"], chart["chart"]["y_max"]) == (0.0, 100.0) and chart["chart"]["hlines"] == []
+
+
+# ---------------------------------------------------------------- a search as plugin_utils/_search.py builds it
+
+SEARCH_VARS = {"search_from": "20%", "search_to": "90%", "search_step": "10%", "search_hold": "30s",
+               "search_recovery_timeout": "60s", "search_limit_margin": "5%", "search_max_edge_percent": "100",
+               "search_min_headroom": "50%", "search_on_edge": "stop", "allow_oom": False}
+WEB_P95 = {20: 48.0, 30: 52.0, 40: 61.0, 50: 88.0, 60: 174.0, 70: 412.0, 80: 900.0, 90: 2000.0}
+
+
+def level_result(level):
+    """A level's result as the role assembles it: web's figures during the stress phase, failing above 300 ms."""
+    broke = WEB_P95[level] > 300
+    probe = {"name": "web", "type": "http", "ok": not broke, "failures": 3 if broke else 0, "checks": 30,
+             "detail": "p95 %g ms" % WEB_P95[level],
+             "phases": {"stress": {"checks": 30, "passed": 27 if broke else 30,
+                                   "latency_ms": {"p50": WEB_P95[level] / 3, "p95": WEB_P95[level]}}}}
+    return {"experiment": "checkout-L%02d" % (level // 10 - 2), "status": "finished", "reason": "deadline",
+            "target": {"limit_bytes": 512 * MI}, "request": {"memory_bytes": int(level / 100.0 * 512 * MI)},
+            "summary": {"working_set_bytes": {"mean": (120 + level * 5.12) * MI,
+                                              "max": int((125 + level * 5.12) * MI)}},
+            "steady_state": {"held": not broke, "probes": [probe]},
+            "recovery": {"recovered": True, "seconds": 3.0}, "oom_kills": []}
+
+
+def searched_by_search_py(mode):
+    spec, problems = _search.parse(dict(SEARCH_VARS, search=mode), "memory")
+    assert problems == []
+    slos = {"web": {"figure": "latency_p95_ms", "comparator": "<=", "threshold": 300.0}}
+    state, record = _search.start(spec), None
+    while not state["done"]:
+        index = state["next"]
+        result = level_result(spec["grid"][index])
+        entry_ = _search.level_entry(spec, index, result, slos=slos)
+        record = _search.keep_record(record, entry_, result)
+        state = _search.advance(spec, state, entry_)
+    found = _search.headroom(spec, state)
+    result = _search.as_result(found, dict(load("node1_stressor_oom"), **record["result"]), "checkout", "node1")
+    reported, _failed, _missing = collect([result], [])
+    return reported["node1"]
+
+
+@pytest.mark.parametrize("mode, ran", [("step", [20, 30, 40, 50, 60, 70]), ("bisect", [50, 70, 60])])
+def test_a_search_built_by_the_search_code_reads_the_same_in_either_mode(mode, ran):
+    result = searched_by_search_py(mode)
+    got = headroom.view(result)
+    assert got["answer"] == HEAD + "; it broke at 70%: probe web p95 412 ms > SLO 300 ms; required at least 50%: met"
+    assert [row["label"] for row in got["rows"]] == ["%d%%" % level for level in ran]
+    assert [row["outcome"] for row in got["rows"]] == ["fail" if level == 70 else "pass" for level in ran]
+    [chart] = got["charts"]
+    assert [band["css"] for band in chart["chart"]["bands"]] == ["edge"]
+    ticks = [tick["label"] for tick in chart["chart"]["x_ticks"]]
+    assert ticks == ["20%", "30%", "40%", "50%", "60%", "70%", "80%", "90%"]
+    assert headroom.entry(result, "pass") == dict(ENTRY, headroom_bytes=int(0.6 * 512 * MI))

@@ -77,8 +77,9 @@ def test_stats_per_host():
         "oom_kills": {"app": 1, "stressor": 0}}
 
 
-HEADROOM = {"headroom": 60, "headroom_label": "60%", "unit": "percent", "headroom_percent": 60.0, "first_fail": 70,
-            "ended_by": "edge", "confirmed": None, "required": 50, "regression_ok": True, "verdict": "pass"}
+HEADROOM = {"headroom": 60, "headroom_label": "60%", "unit": "percent", "headroom_percent": 60.0,
+            "headroom_bytes": int(0.6 * 512 * MI), "first_fail": 70, "ended_by": "edge", "confirmed": None,
+            "required": 50, "regression_ok": True, "verdict": "pass"}
 
 
 def search_on(host, **changes):
@@ -94,7 +95,7 @@ def search_on(host, **changes):
     ([search_on("node1"), search_on("node2", last_pass=50, headroom=50, headroom_label="50%", headroom_percent=50.0,
                                     first_fail=60, regression={"required": 50, "required_label": "50%", "ok": True})],
      {"checkout": {"node1": HEADROOM, "node2": dict(HEADROOM, headroom=50, headroom_label="50%", headroom_percent=50.0,
-                                                    first_fail=60)}}),
+                                                    headroom_bytes=int(0.5 * 512 * MI), first_fail=60)}}),
     # The host's verdict: a search that failed its regression check fails.
     ([search_on("node1", verdict="fail", regression={"required": 70, "required_label": "70%", "ok": False})],
      {"checkout": {"node1": dict(HEADROOM, required=70, regression_ok=False, verdict="fail")}}),

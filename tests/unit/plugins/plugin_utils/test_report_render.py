@@ -121,6 +121,16 @@ def test_markdown_says(fleet, line):
     assert line in fleet["markdown"]
 
 
+@pytest.mark.parametrize("host, kills", [
+    ("node1", [("stressor", "false"), ("stressor", "false")]),
+    ("node2", [("app", "false")]),
+    ("node3", [("app", "true"), ("app", "true"), ("stressor", "true"), ("stressor", "true")]),
+])
+def test_html_lists_each_oom_kill(fleet, host, kills):
+    rows = [(k["data-victim"], k["data-group"]) for k in parse(fleet["html"]).kills if k["host"] == host]
+    assert sorted(rows) == kills
+
+
 def test_rendering_is_deterministic(fleet):
     assert rendered(memory_results()) == fleet
 
@@ -151,8 +161,8 @@ def test_html_headroom_section(search):
 
 @pytest.mark.parametrize("line", [
     "**Headroom:** " + md_escape(ANSWER),
-    "step search, 20% to 90%, step 10%; the search found the edge. The figures below are the edge level's run; "
-    "the charts per probe are in the HTML report.",
+    "step search, 20% to 90%, step 10%; the search found the edge. The figures below are from the run at the first "
+    "failing level (70%); the charts per probe are in the HTML report.",
     "| # | Level | Outcome | Failed by | Working set | Probe web | Probe errors | Recovery |",
     "| 4 | 60% | pass |  | mean 425 MiB, max 433 MiB (83% of limit) | p95 174 ms, p50 58 ms, 100% passed | "
     "max 0.011, 100% passed | 5.2 s |",

@@ -57,7 +57,7 @@ def test_recovery_terms(recovery, expected):
 
 
 @pytest.mark.parametrize("value, unit, expected", [
-    (35, "percent", "35%"), (62.5, "percent", "62.5%"), (40, "load", "load 40%"), (120 * MI, "bytes", "120 MiB"),
+    (35, "percent", "35%"), (62.5, "percent", "62.5%"), (40, "load", "load 40%"), (120 * MI, "bytes", "120.0 MiB"),
     (None, "percent", "none"),
 ])
 def test_level_label(value, unit, expected):

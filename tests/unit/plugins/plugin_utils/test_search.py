@@ -65,8 +65,9 @@ def test_bad_inputs_name_the_variable(kind, change, words):
      {"memory_size": str(96 * MIB), "memory_target_usage": "", "max_working_set": "95%"}),
 ])
 def test_level_vars_carry_the_size_the_hold_and_the_guard(change, index, want):
-    out = _search.level_vars(spec_of(**change), "chk", 3, index)
-    assert out["name"] == "chk-L03" and out["duration"] == "10s" and out["recovery_timeout"] == "30s"
+    out = _search.level_vars(spec_of(**change), "chk", 3, index, interval=2)
+    # The hold, plus two intervals for the stress to reach its size before the probes judge it.
+    assert out["name"] == "chk-L03" and out["duration"] == "14s" and out["recovery_timeout"] == "30s"
     assert out["report"] is False and out["fail_on_abort"] is False and out["abort_on_app_oom_kill"] is True
     assert dict((k, out[k]) for k in want) == want and set(want) <= set(out)
     assert "max_working_set" in out or "max_working_set" not in want
@@ -110,6 +111,10 @@ def result(held=True, reason="deadline", status="finished", kills=(), recovered=
     ("preflight refused a higher level", (None, "would pass the limit"), ("fail", ("guard", "preflight"))),
     ("no result", (None, "", "lost contact"), ("error", ("error", "error"))),
     ("could not attach", (result(reason="attach_failed", status="failed"),), ("error", ("error", "error"))),
+    # A level cannot pass on probes that never looked at it.
+    ("no check during the level", (result(probes=[{"name": "web", "ok": True, "phases": {"baseline": {"checks": 1}}}]),),
+     ("error", ("error", "unchecked"))),
+    ("no probes: only the guards judge", (result(probes=[]),), ("pass", None)),
     # A probe that only failed after the recovery window is the recovery's problem, not the level's edge.
     ("late probe failure", (result(recovery_failed=True),), ("pass", None)),
 ])
