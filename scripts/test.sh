@@ -19,6 +19,8 @@
 #   TEST_SIDE     (default serial) where molecule and quality.sh run without overlap: beside the serial pass
 #                 (at the background's priority) or, as before, beside the parallel pass (`parallel`)
 #   TEST_SELECT   a pytest -k expression for both integration passes (a narrow run)
+#   TEST_BG_SHARES (default 15, the weight of a nice-19 process) cpu.shares of each background cgroup while
+#                 the serial pass runs (2: the least)
 #   TEST_SWEEP    (default 1) 0: tear down only what this run built by name, no `--all` sweep of the lab
 #                 tools (a machine others run labs on); leftovers are then what appeared during the run
 set -uo pipefail
@@ -30,6 +32,7 @@ workers=${TEST_WORKERS:-3}
 overlap=${TEST_OVERLAP:-0}
 side=${TEST_SIDE:-serial}
 sweep=${TEST_SWEEP:-1}
+bg_shares=${TEST_BG_SHARES:-15}
 select=()
 [ -n "${TEST_SELECT:-}" ] && select=(-k "$TEST_SELECT")
 python=.venv/bin/python
@@ -163,19 +166,18 @@ shared_lab() {  # shared_lab VM FLEET VM_TIMEOUT SUFFIX
 # The background's priority. Nice 19 orders processes only within one cpu cgroup and one session (autogroup),
 # and the lab tools put fleet nodes, pods and engines in cgroups of their own at the top of the cpu hierarchy:
 # the guard (guard.py below) gives them, and the background's own cgroup, cpu.shares 2 (tests/README.md).
-write_guard() {  # guard.py NAME PIN READY_FILE, until SIGTERM:
-  # - the cpu cgroup /NAME, cpu.shares 2: the background's own processes (pytest, ansible, molecule, quality.sh,
-  #   the second VM's qemu), whatever their session;
+write_guard() {  # guard.py NAME PIN READY_FILE SHARES, until SIGTERM:
+  # - the cpu cgroup /NAME for the background's own processes (pytest, ansible, molecule, quality.sh, the second
+  #   VM's qemu), whatever their session; from SIGUSR1 on (phase 2) its cpu.shares are SHARES, and
   # - every other cpu cgroup whose processes all run at nice 19 (the background's fleet nodes, pods, engine
-  #   daemons and containers) gets cpu.shares 2 too, checked twice a second; its own value comes back when a
-  #   process at another nice level joins it, and at the end;
+  #   daemons and containers) gets cpu.shares SHARES too, checked twice a second; its own value comes back when
+  #   a process at another nice level joins it, and at the end;
   # - PIN=1: an empty NAME-pin in /docker and /libpod_parent in every hierarchy, so that no engine lab's
   #   teardown removes those shared parents while the other pass's engine starts a container in them.
   cat <<'PY'
 import errno, os, signal, sys, time
 
-NAME, PIN, READY = sys.argv[1], sys.argv[2] == "1", sys.argv[3]
-LOW = "2"
+NAME, PIN, READY, LOW = sys.argv[1], sys.argv[2] == "1", sys.argv[3], sys.argv[4]
 
 
 def mounts():
@@ -255,15 +257,19 @@ def settle(directory, node):
         settle(entry, child)
 
 
-stopping = []
+stopping, active = [], []
 signal.signal(signal.SIGTERM, lambda *_: stopping.append(1))
+signal.signal(signal.SIGUSR1, lambda *_: active.append(1))
 os.mkdir(BG)
-write(os.path.join(BG, "cpu.shares"), LOW)
 for pin in PINS:
     os.makedirs(pin, exist_ok=True)
 write(READY, BG + "/cgroup.procs\n")
 while not stopping:
-    settle(CPU, summary(CPU))
+    if active:
+        if active[0]:
+            write(os.path.join(BG, "cpu.shares"), LOW)
+            active[:] = [0]
+        settle(CPU, summary(CPU))
     time.sleep(0.5)
 
 for directory, shares in demoted.items():
@@ -295,7 +301,7 @@ PY
 
 start_guard() {  # start_guard PIN: PIN=1 also keeps /docker and /libpod_parent while both passes use engines
   write_guard > "$logs/guard.py"
-  $python "$logs/guard.py" "cftest-$token-bg" "$1" "$logs/guard.ready" > "$logs/guard.out" 2>&1 &
+  $python "$logs/guard.py" "cftest-$token-bg" "$1" "$logs/guard.ready" "$bg_shares" > "$logs/guard.out" 2>&1 &
   guard_pid=$!
   local i
   for i in $(seq 100); do
@@ -305,6 +311,10 @@ start_guard() {  # start_guard PIN: PIN=1 also keeps /docker and /libpod_parent 
   done
   bg_procs=$(cat "$logs/guard.ready" 2>/dev/null)
   [ -n "$bg_procs" ] || { echo "== no CPU guard for the background: $(cat "$logs/guard.out")"; status=1; }
+}
+
+guard_on() {  # the serial pass begins: from now on the background yields
+  [ -n "$guard_pid" ] && kill -USR1 "$guard_pid"
 }
 
 stop_guard() {  # after the background's processes: shares back, pins and the background's cgroup removed
@@ -320,6 +330,12 @@ background() {  # background COMMAND...: at the background's priority, without t
   ionice -c 3 -p "$BASHPID"
   unset CHAOSFLEET_TEST_VM CHAOSFLEET_TEST_FLEET
   "$@"
+}
+
+agent_image() {  # the agent image's root filesystem, built once per machine: never by a background process
+  # that the serial pass would then wait for (its build lock) at the background's priority
+  $python -c 'import sys; sys.path.insert(0, "tests/lab"); import agents; print(agents.build_rootfs_tar()[0])' \
+    || echo "(not built here: the agent fixtures say why)"
 }
 
 background_pass() {  # the parallel pass beside the serial one, on the VM and fleet booted for it
@@ -353,11 +369,13 @@ if [ "$integration" = 1 ]; then
 fi
 if [ "$overlap" = 1 ]; then
   start_guard 1
-  # Off the critical path (no phase waits for it but the background pass): a long boot timeout.
+  # Niced, in the background's cgroup (at full weight until the serial pass begins); no phase but the
+  # background pass waits for it.
   ( started=$SECONDS
     background shared_lab "$bg_vm_name" "$bg_fleet_name" 600 -bg > "$logs/bg-lab.log" 2>&1
     echo "$? $(( SECONDS - started ))" > "$logs/bg-lab.rc" ) &
   bg_lab_pid=$!
+  start agent_image
 fi
 if [ "$scope" = all ] || [ "$scope" = unit ]; then
   run .venv/bin/python -m pytest -q -p no:cacheprovider tests/unit
@@ -369,6 +387,7 @@ if [ "$integration" = 1 ]; then
   echo "== the serial pass: CHAOSFLEET_TEST_VM=${CHAOSFLEET_TEST_VM:-} CHAOSFLEET_TEST_FLEET=${CHAOSFLEET_TEST_FLEET:-}"
   if [ "$beside_serial" = 1 ]; then
     [ -n "$guard_pid" ] || start_guard 0
+    guard_on
     [ "$overlap" = 1 ] && start background background_pass
     start background molecule test -s default
     [ "$quality" = 1 ] && start background scripts/quality.sh

@@ -25,7 +25,7 @@ from ansible.plugins.loader import connection_loader
 from ansible.utils.collection_loader import AnsibleCollectionConfig
 
 from ansible_collections.chaosfleet.stress.plugins.module_utils._units import UnitError, parse_duration
-from ansible_collections.chaosfleet.stress.plugins.module_utils._probe_checks import normalize_all
+from ansible_collections.chaosfleet.stress.plugins.module_utils._probe_checks import normalize_all, secrets_of
 from ansible_collections.chaosfleet.stress.plugins.plugin_utils import _experiment_decisions, _search, _stop_guard
 from ansible_collections.chaosfleet.stress.plugins.plugin_utils._plain import plain_value
 
@@ -105,6 +105,9 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail("invalid input for experiment %s: %s" % (v.get("name"), "; ".join(out["problems"])))
         # What the role's tasks read of the settings a search level sets (see _role_vars).
         out["settings"] = dict((key, v.get(key)) for key in _search.LEVEL_TASK_SETTINGS)
+        if out["probes"] and secrets_of(normalize_all(out["probes"])):
+            # The probes (kept for the probe rounds) hold tokens or passwords: not shown at any verbosity.
+            out["_ansible_no_log"] = True
         return out
 
     def _clock(self, args, task_vars):

@@ -180,7 +180,14 @@ def _status_message(exc):
 
 class K8sReader:
     """The few reads k8s_targets needs, returning plain dicts (no model objects: they are
-    slow for thousands of pods) and raising ApiError with a message safe to show."""
+    slow for thousands of pods) and raising ApiError with a message safe to show.
+
+    Each call is one HTTP request made by the client's ApiClient (its auth, TLS, proxy and retries) for
+    raw JSON. Clients that build requests with ``param_serialize`` (the pydantic-model generator) are
+    called without their typed API classes: importing CoreV1Api builds some 250 model classes, most of a
+    second of CPU, for answers this reads as JSON anyway. Older clients go through the typed API with
+    ``_preload_content=False``.
+    """
 
     def __init__(self, configuration, params, timeout=30):
         self.host = configuration.host
@@ -188,14 +195,38 @@ class K8sReader:
         self.secrets = _secret_values(params, configuration)
         self.calls = []
         self.api_client = k8s_client.ApiClient(configuration)
-        self.core = k8s_client.CoreV1Api(self.api_client)
+        self._raw = hasattr(self.api_client, "param_serialize")
+        self._core = None
 
-    def _get(self, what, method, *args, **kwargs):
+    @property
+    def core(self):
+        """The typed CoreV1Api, built on first use (older clients only)."""
+        if self._core is None:
+            self._core = k8s_client.CoreV1Api(self.api_client)
+        return self._core
+
+    def _call(self, what, method, path, path_params=None, query=(), body=None, typed=None):
+        """One request; its JSON answer as plain dicts. ``typed()`` gives (bound typed-API method, args,
+        kwargs) for clients without ``param_serialize``."""
         self.calls.append(what)
-        kwargs = dict((k, v) for k, v in kwargs.items() if v)
+        query = [(key, value) for key, value in query if value]
         try:
-            response = method(*args, _preload_content=False, _request_timeout=self.timeout, **kwargs)
-            return json.loads(response.data)
+            if self._raw:
+                headers = {"Accept": "application/json"}
+                if body is not None:
+                    headers["Content-Type"] = "application/json"
+                request = self.api_client.param_serialize(
+                    method=method, resource_path=path, path_params=path_params, query_params=query,
+                    header_params=headers, body=body, auth_settings=["BearerToken"])
+                response = self.api_client.call_api(*request, _request_timeout=self.timeout)
+                data = response.read()
+                if not 200 <= response.status <= 299:
+                    raise ApiException.from_response(http_resp=response, body=None, data=None)
+            else:
+                api_method, args, kwargs = typed()
+                kwargs = dict((k, v) for k, v in kwargs.items() if v)
+                data = api_method(*args, _preload_content=False, _request_timeout=self.timeout, **kwargs).data
+            return json.loads(data)
         except ApiException as exc:
             raise ApiError(scrub(self._api_message(what, exc), self.secrets), exc.status)
         except urllib3.exceptions.MaxRetryError as exc:
@@ -227,21 +258,25 @@ class K8sReader:
         return "cannot reach the Kubernetes API at %s while %s: %s" % (self.host, what, reason_text)
 
     def list_pods(self, namespace, label_selector="", field_selector=""):
+        query = [("labelSelector", label_selector), ("fieldSelector", field_selector)]
+        selectors = dict(label_selector=label_selector, field_selector=field_selector)
         if namespace is None:
-            what = "listing pods in all namespaces"
-            data = self._get(what, self.core.list_pod_for_all_namespaces,
-                             label_selector=label_selector, field_selector=field_selector)
+            data = self._call("listing pods in all namespaces", "GET", "/api/v1/pods", query=query,
+                              typed=lambda: (self.core.list_pod_for_all_namespaces, (), selectors))
         else:
-            what = "listing pods in namespace %s" % namespace
-            data = self._get(what, self.core.list_namespaced_pod, namespace,
-                             label_selector=label_selector, field_selector=field_selector)
+            data = self._call("listing pods in namespace %s" % namespace, "GET", "/api/v1/namespaces/{namespace}/pods",
+                              {"namespace": namespace}, query,
+                              typed=lambda: (self.core.list_namespaced_pod, (namespace,), selectors))
         return data.get("items") or []
 
     def list_nodes(self, label_selector=""):
-        return self._get("listing nodes", self.core.list_node, label_selector=label_selector).get("items") or []
+        return self._call("listing nodes", "GET", "/api/v1/nodes", query=[("labelSelector", label_selector)],
+                          typed=lambda: (self.core.list_node, (), dict(label_selector=label_selector))
+                          ).get("items") or []
 
     def read_node(self, name):
-        return self._get("reading node %s" % name, self.core.read_node, name)
+        return self._call("reading node %s" % name, "GET", "/api/v1/nodes/{name}", {"name": name},
+                          typed=lambda: (self.core.read_node, (name,), {}))
 
     def exec_denied(self, namespace):
         """None when this user may create pods/exec in ``namespace``, else the API's reason.
@@ -253,9 +288,10 @@ class K8sReader:
                 "spec": {"resourceAttributes": {"namespace": namespace, "verb": "create", "resource": "pods",
                                                 "subresource": "exec"}}}
         what = "asking whether pods/exec may be created in namespace %s" % namespace
-        api = k8s_client.AuthorizationV1Api(self.api_client)
         try:
-            review = self._get(what, api.create_self_subject_access_review, body)
+            review = self._call(what, "POST", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews", body=body,
+                                typed=lambda: (k8s_client.AuthorizationV1Api(self.api_client)
+                                               .create_self_subject_access_review, (body,), {}))
         except ApiError as exc:
             if exc.status == 404:
                 return None

@@ -82,9 +82,11 @@ def parse_probes(value):
 def request(v, host):
     """Check the role's inputs (``v``: experiment_* without the prefix) and build the stressor request.
 
-    Survey answers arrive as strings, so numbers are checked as text. Returns
-    {problems: [..], selector, node_name, interval, threshold, memory, cpu, io, guard}; the
-    role fails with the problems before anything starts.
+    Survey answers arrive as strings, so numbers are checked as text, and every yes/no variable
+    (FLAG_KEYS) must be a true/false word. Returns {problems: [..], selector, node_name, interval,
+    threshold, memory, cpu, io, guard, probes, paths (the node's _state.experiment_paths, which the
+    role's tasks use instead of building paths), beat_command}; the role fails with the problems
+    before anything starts.
     """
     name, kind = _text(v.get("name")), v.get("type")
     selector = dict((key, _text(v.get(key))) for key in SELECTORS if _text(v.get(key)))

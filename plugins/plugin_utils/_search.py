@@ -26,7 +26,7 @@ from decimal import Decimal, InvalidOperation
 
 from ansible_collections.chaosfleet.stress.plugins.module_utils import _result
 from ansible_collections.chaosfleet.stress.plugins.module_utils._units import (
-    UnitError, format_bytes, parse_duration, parse_size,
+    UnitError, format_bytes, parse_bool, parse_duration, parse_size,
 )
 
 MODES = ("step", "bisect")
@@ -153,7 +153,10 @@ def parse(v, kind):
                       "%s" % ", ".join("'%s'" % _text(v.get("search_" + k)) for k in ("from", "to", "step"))]
     unit = units.pop()
     start, stop, step = bounds["from"][1], bounds["to"][1], bounds["step"][1]
-    allow_oom = _bool(v.get("allow_oom"))
+    try:
+        allow_oom = parse_bool(v.get("allow_oom"), "experiment_allow_oom")
+    except UnitError as exc:
+        return None, [str(exc)]
     clamped = None
     if unit == "percent" and not allow_oom and stop > 100 - margin:
         # A stress that alone passes the limit minus the margin would only trip the guard.
@@ -174,12 +177,6 @@ def parse(v, kind):
         "min_headroom": None if minimum is None else {"unit": minimum[0], "value": _plain(minimum[1])},
     }
     return spec, []
-
-
-def _bool(value):
-    if isinstance(value, bool):
-        return value
-    return _text(value).lower() in ("1", "true", "yes", "on", "y", "t")
 
 
 # ---------------------------------------------------------------- one host's search

@@ -69,12 +69,11 @@ SECRETS = {
     "kubectl_dict_token": "cflab-kubectl-dict-" + uuid.uuid4().hex,
     "kubectl_api_key": "cflab-kubectl-key-" + uuid.uuid4().hex,
     "kubectl_password": "cflab-kubectl-pw-" + uuid.uuid4().hex,
-    "pod_stress_dict_token": "cflab-pod-stress-" + uuid.uuid4().hex,
 }
+POD_STRESS_TOKEN = "cflab-pod-stress-" + uuid.uuid4().hex
 # The users the double records for the tokens that must get through.
 USERS = {"probe_dict_token": "cflab-probe-dict", "probe_api_key": "cflab-probe-key",
-         "game_day_dict_token": "cflab-gd-dict", "game_day_api_key": "cflab-gd-key",
-         "pod_stress_dict_token": "cflab-pod-stress"}
+         "game_day_dict_token": "cflab-gd-dict", "game_day_api_key": "cflab-gd-key"}
 AGENT_NODE = "cflab-agent-node"
 
 
@@ -229,7 +228,8 @@ def pod_stress_run(double, workdir):  # noqa: F811
     """The k8s_pod_stress playbook with a kubeconfig dict in k8s_kubeconfig (its module_defaults); the
     selector matches nothing, so the run stops at k8s_targets, before any node is touched."""
     extra = Path(workdir) / "pod-stress-vars.json"
-    extra.write_text(json.dumps({"k8s_kubeconfig": double.kubeconfig_dict(token=SECRETS["pod_stress_dict_token"]),
+    double.add_token(POD_STRESS_TOKEN, user="cflab-pod-stress")
+    extra.write_text(json.dumps({"k8s_kubeconfig": double.kubeconfig_dict(token=POD_STRESS_TOKEN),
                                  "k8s_namespaces": ["cflab-nothing-here"], "experiment_name": "cflab-secrets"}))
     extra.chmod(0o600)
     proc = subprocess.run([str(ANSIBLE_PLAYBOOK), "chaosfleet.stress.k8s_pod_stress", "-e", "@" + str(extra), "-vvvv"],
@@ -241,5 +241,18 @@ def pod_stress_run(double, workdir):  # noqa: F811
 def test_k8s_pod_stress_takes_a_kubeconfig_dict_and_never_shows_its_token(pod_stress_run, double):
     assert "no pod matched: searched pods in namespace cflab-nothing-here" in pod_stress_run.stdout, \
         pod_stress_run.stdout[-3000:]
-    assert any(c["user"] == USERS["pod_stress_dict_token"] for c in double.calls("pods"))
-    assert SECRETS["pod_stress_dict_token"] not in pod_stress_run.stdout + pod_stress_run.stderr
+    assert any(c["user"] == "cflab-pod-stress" for c in double.calls("pods"))
+    assert POD_STRESS_TOKEN not in pod_stress_run.stdout + pod_stress_run.stderr
+
+
+def test_the_experiment_roles_request_step_does_not_show_probe_credentials(workdir):  # noqa: F811
+    secret = "cflab-role-probe-key-" + uuid.uuid4().hex
+    probes = [{"name": "k", "type": "kubernetes", "namespace": "n", "pod": "p", "api_key": secret}]
+    given = {"experiment_name": "cflab-secrets", "experiment_type": "memory", "experiment_container_id": "a" * 64,
+             "experiment_memory_size": "10Mi", "experiment_probes": probes}
+    run = run_tasks(workdir, [{"name": "request", "chaosfleet.stress.experiment_control": {"step": "request"},
+                               "vars": given}],
+                    play_extra={"vars_files": [str(REPO / "roles" / "experiment" / "defaults" / "main.yml")]},
+                    verbosity=1)
+    assert run["request"]["probes"][0]["name"] == "k"
+    assert secret not in run.stdout + run.stderr

@@ -305,6 +305,48 @@ def test_gate(case, hostvars, batch, continue_on, stopped):
     assert out == {"stopped": stopped, "changed": False}
 
 
+# -- report_vars: each experiment's report settings, from a host that ran it --------------------------------------
+REPORT_DEFAULTS = {"experiment_achieved_min_percent": 80, "experiment_publish_copy_to": "",
+                   "experiment_publish_upload_url": "", "experiment_publish_upload_method": "PUT",
+                   "experiment_publish_upload_headers": {}, "experiment_publish_webhook_url": "",
+                   "experiment_publish_webhook_link": "", "experiment_publish_validate_certs": True,
+                   "experiment_publish_fail_on_error": True}
+REPORT_PLAN = {"name": "gd", "plan": [["a", "b"], ["c"]],
+               "hosts": {"a": ["node1", "node2"], "b": ["node3"], "c": ["node1"]}}
+
+
+def own(percent, copy_to):
+    return {"experiment_achieved_min_percent": percent, "experiment_publish_copy_to": copy_to}
+
+
+# (case, hostvars, play hosts, batch, {experiment: (achieved_min_percent, copy_to)})
+REPORT_VARS = [
+    ("each from its first host", {"node1": own(90, "/a"), "node2": own(70, "/x"), "node3": own(60, "/b")},
+     ["node1", "node2", "node3"], 0, {"a": (90, "/a"), "b": (60, "/b")}),
+    ("a host that left the play gives way to the next", {"node1": own(90, "/a"), "node2": own(70, "/x"),
+                                                         "node3": own(60, "/b")},
+     ["node2", "node3"], 0, {"a": (70, "/x"), "b": (60, "/b")}),
+    ("no host of it in the play: its first host still", {"node1": own(90, "/a"), "node3": own(60, "/b")},
+     ["localhost"], 0, {"a": (90, "/a"), "b": (60, "/b")}),
+    ("a value the host does not have is the role's default", {"node1": {"experiment_publish_copy_to": "/a"},
+                                                             "node3": own(None, "/b")},
+     ["node1", "node3"], 0, {"a": (80, "/a"), "b": (80, "/b")}),
+    ("a host missing from hostvars: the role's defaults", {}, ["node1", "node3"], 0, {"a": (80, ""), "b": (80, "")}),
+    ("only the batch's own experiments", {"node1": own(95, "/c")}, ["node1"], 1, {"c": (95, "/c")}),
+]
+
+
+@pytest.mark.parametrize("case, hostvars, play_hosts, batch, expected", REPORT_VARS, ids=[r[0] for r in REPORT_VARS])
+def test_report_vars(case, hostvars, play_hosts, batch, expected):
+    out = run({"step": "report_vars", "plan": REPORT_PLAN, "batch": batch, "role_defaults": REPORT_DEFAULTS},
+              controller(hostvars=hostvars, ansible_play_hosts=play_hosts))
+    assert out["changed"] is False
+    assert sorted(out["experiments"]) == sorted(expected)
+    for name, (percent, copy_to) in expected.items():
+        assert out["experiments"][name] == dict(REPORT_DEFAULTS, experiment_achieved_min_percent=percent,
+                                                experiment_publish_copy_to=copy_to)
+
+
 # -- summary ---------------------------------------------------------------------------------------------------
 def summary_plan(dest):
     return dict(GATE_PLAN, report_dest=str(dest), skipped={"c": ["node2"]})
