@@ -496,7 +496,8 @@ def headroom(spec, state, confirmation=None):
         "min_headroom": spec.get("min_headroom"),
     }
     out["regression"] = regression(spec, found)
-    notes = [answer(out)]
+    # Why the verdict is what it is; the report says the answer itself (_report_headroom.answer).
+    notes = []
     verdict = "pass"
     if ended_by == "error":
         verdict = "error"
@@ -515,23 +516,6 @@ def headroom(spec, state, confirmation=None):
         notes.append("the last passing level did not hold again when confirmed: the edge is noisy")
     out["verdict"], out["notes"] = verdict, notes
     return out
-
-
-def answer(found):
-    """The search's answer in one sentence."""
-    unit = found["unit"]
-    what = "of its CPU quota" if unit == "load" else ("of its memory limit" if unit == "percent" else "added")
-    held = ("the steady state held up to %s %s" % (found["headroom_label"], what) if found["last_pass"] is not None
-            else "the steady state broke at the first level, %s" % label(found["grid"][0], unit))
-    if found["first_fail"] is not None and found["last_pass"] is not None:
-        edge = found.get("edge") or {}
-        return "%s; it broke at %s (%s %s: %s)" % (held, label(found["first_fail"], unit), edge.get("kind", "?"),
-                                                   edge.get("name", "?"), edge.get("detail", ""))
-    if found["ended_by"] == "range_end":
-        return "%s, the top of the range: no edge found below it" % held
-    if found["ended_by"] == "fleet_stop":
-        return "%s when the fleet stopped the search (a lower bound)" % held
-    return held
 
 
 def host_stats(found):
