@@ -276,23 +276,51 @@ def split_container_id(container_id):
     return scheme, rest
 
 
-def memory_bytes(quantity):
-    """A memory quantity in whole bytes (rounded up, as the API server does); None when unset."""
-    if quantity is None or quantity == "":
-        return None
+# Parsed quantities by (kind, text): thousands of containers share a handful of sizes ("256Mi", "500m").
+_QUANTITIES = {}
+_QUANTITIES_MAX = 4096
+
+
+def _quantity(kind, quantity, parse):
+    key = (kind, type(quantity), quantity)
+    try:
+        return _QUANTITIES[key]
+    except KeyError:
+        pass
+    except TypeError:  # not hashable: not a quantity the API sends, parse it as it is
+        return parse(quantity)
+    value = parse(quantity)
+    if len(_QUANTITIES) >= _QUANTITIES_MAX:
+        _QUANTITIES.clear()
+    _QUANTITIES[key] = value
+    return value
+
+
+def _memory_bytes(quantity):
     try:
         return int(math.ceil(parse_quantity(quantity, "memory")))
     except UnitError:
         return None
 
 
-def cpu_cores(quantity):
-    if quantity is None or quantity == "":
-        return None
+def _cpu_cores(quantity):
     try:
         return parse_cpu(quantity, "cpu")
     except UnitError:
         return None
+
+
+def memory_bytes(quantity):
+    """A memory quantity in whole bytes (rounded up, as the API server does); None when unset."""
+    if quantity is None or quantity == "":
+        return None
+    return _quantity("memory", quantity, _memory_bytes)
+
+
+def cpu_cores(quantity):
+    if quantity is None or quantity == "":
+        return None
+    return _quantity("cpu", quantity, _cpu_cores)
 
 
 def _effective(resources):

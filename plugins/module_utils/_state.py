@@ -418,15 +418,21 @@ def proc_state(pid, proc_root="/proc"):
         return None
 
 
-def proc_cpu_seconds(pid, proc_root="/proc"):
-    """utime + stime of ``pid`` in seconds, or 0 if gone."""
+def proc_stat(pid, proc_root="/proc"):
+    """(process group, start time in clock ticks, utime + stime in seconds) of ``pid``, from one read of its
+    stat; None if it is gone."""
     try:
-        with open(os.path.join(proc_root, str(pid), "stat")) as handle:
-            text = handle.read()
-        fields = text[text.rfind(")") + 2:].split()
-        return (int(fields[11]) + int(fields[12])) / float(os.sysconf("SC_CLK_TCK"))
-    except (IOError, OSError, IndexError, ValueError):
-        return 0.0
+        fd = os.open(os.path.join(proc_root, str(pid), "stat"), os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        data = os.read(fd, 4096)
+        fields = data[data.rfind(b")") + 2:].split()
+        return int(fields[2]), int(fields[19]), (int(fields[11]) + int(fields[12])) / float(os.sysconf("SC_CLK_TCK"))
+    except (OSError, IndexError, ValueError):
+        return None
+    finally:
+        os.close(fd)
 
 
 def pid_record(pid, proc_root="/proc"):
@@ -478,17 +484,6 @@ def signal_recorded(record, sig, proc_root="/proc"):
     if not is_alive(record, proc_root):
         return False
     return send_signal(record["pid"], record.get("start_time"), sig, proc_root)
-
-
-def group_members(pgid, since_ticks, candidates, proc_root="/proc"):
-    """PIDs among ``candidates`` in process group ``pgid`` that started at or after ``since_ticks``."""
-    out = []
-    for pid in candidates:
-        if proc_pgid(pid, proc_root) == pgid:
-            start = proc_start_time(pid, proc_root)
-            if start is not None and start >= since_ticks:
-                out.append(pid)
-    return out
 
 
 def all_pids(proc_root="/proc"):

@@ -229,24 +229,33 @@ class Supervisor(object):
     def members(self):
         return read_pids(self.target["dirs"])
 
-    def stressor_pids(self, members):
-        out = set()
+    def groups(self, members):
+        """[(instance, [(pid, start time, CPU seconds)])]: for each instance, the ``members`` in its process group
+        that started at or after it. One read of each member's /proc stat answers all three questions (a sample
+        used to read it five times per member)."""
+        stats = {}
+        for pid in members:
+            stat = state.proc_stat(pid, self.proc_root)
+            if stat is not None:
+                stats[pid] = stat
+        out = []
         for instance in self.instances:
-            out.update(state.group_members(instance.record["pid"], instance.record["start_time"] or 0, members,
-                                           self.proc_root))
+            leader, since = instance.record["pid"], instance.record["start_time"] or 0
+            out.append((instance, [(pid, start, cpu) for pid, (pgid, start, cpu) in stats.items()
+                                   if pgid == leader and start >= since]))
+        return out
+
+    def stressor_pids(self, members, groups=None):
+        out = set()
+        for instance, pids in self.groups(members) if groups is None else groups:
+            out.update(pid for pid, _start, _cpu in pids)
             out.add(instance.record["pid"])
         return out
 
-    def stress_cpu_seconds(self, kind, members):
-        """CPU time used so far by the live processes of our ``kind`` instances."""
-        total = 0.0
-        for instance in self.instances:
-            if instance.kind != kind:
-                continue
-            for pid in state.group_members(instance.record["pid"], instance.record["start_time"] or 0,
-                                           members, self.proc_root):
-                total += state.proc_cpu_seconds(pid, self.proc_root)
-        return total
+    def stress_cpu_seconds(self, kind, members, groups=None):
+        """CPU time used so far by the live processes of our ``kind`` instances (those reap() has not ended)."""
+        return sum((cpu for instance, pids in (self.groups(members) if groups is None else groups)
+                    if instance.kind == kind and instance in self.instances for _pid, _start, cpu in pids), 0.0)
 
     def target_gone(self):
         if not os.path.isdir(self.primary_dir):
@@ -403,10 +412,10 @@ class Supervisor(object):
         for pid in members:
             if pid not in self.seen:
                 self.seen[pid] = process_comm(self.proc_root, pid)
-        stressors = self.stressor_pids(members)
-        for instance in self.instances:
-            instance.members = [[pid, state.proc_start_time(pid, self.proc_root)] for pid in state.group_members(
-                instance.record["pid"], instance.record["start_time"] or 0, members, self.proc_root)]
+        groups = self.groups(members)
+        stressors = self.stressor_pids(members, groups)
+        for instance, pids in groups:
+            instance.members = [[pid, start] for pid, start, _cpu in pids]
         sample = read_sample(self.target, self.reader, stress_bytes=self.control.aim(now))
         # The peak is kept here: the capped sample file may have thinned it out.
         self.peak_ws = max(self.peak_ws, sample["working_set_bytes"] or 0)
@@ -417,7 +426,7 @@ class Supervisor(object):
             now, sample["working_set_bytes"],
             target_gone=self.plan["guard"]["stop_if_target_gone"] and self.target_gone(),
             app_oom=any(k["victim"] == "app" for k in found),
-            cpu_seconds=self.stress_cpu_seconds("cpu", members) if self.plan.get("cpu") else None,
+            cpu_seconds=self.stress_cpu_seconds("cpu", members, groups) if self.plan.get("cpu") else None,
             exits=[error for _instance, error in exited],
             stressor_oom=any(k["victim"] == "stressor" for k in found) or self.oom.total > 0)
         ended = self.apply(actions, [instance for instance, _error in exited])

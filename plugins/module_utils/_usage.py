@@ -131,9 +131,9 @@ class CgroupFiles(object):
 
     Only files the kernel generates on read (size 0, as on cgroupfs) are kept: a regular file (a test's fake
     tree) is opened each time, since a kept descriptor would go on reading it after an unlink or a rename.
-    cgroup.procs is not read here: v1 serves an open file the PID list it built, for up to a second after
-    (read_pids opens it each time). All instances share one budget of descriptors (_fd_budget); past it,
-    files are opened each time.
+    A v1 cgroup.procs is never kept: v1 serves an open one the PID list it built, until a second after its
+    last read (V1Reader.pids opens it each time); a cgroup2 one is (read_pids below). All instances share one
+    budget of descriptors (_fd_budget); past it, files are opened each time.
     """
 
     _budget = None
@@ -178,7 +178,7 @@ class CgroupFiles(object):
             fd = self.fds.get(path)
             if data is not None and fd is not None:
                 try:
-                    if len(data) >= WHOLE_READ_BELOW:  # maybe a page of more: read on to the end
+                    if len(data) >= WHOLE_READ_BELOW:  # maybe more than a page: read on to the end
                         more = data
                         while more:
                             more = os.pread(fd, _READ_SIZE, len(data))

@@ -291,6 +291,25 @@ def test_cpu_cores(quantity, expected):
     assert sel.cpu_cores(quantity) == expected
 
 
+QUANTITIES = [1, True, 1.0, 1.5, "1", "256Mi", "500m", "0.5", "1e3", "abc", "-1", [1], {"a": 1}]
+
+
+def test_parsed_quantities_are_remembered_per_type_and_text():
+    """The cache gives what parsing gives, the first time and the next (1, True and 1.0 are not one key)."""
+    sel._QUANTITIES.clear()
+    direct = [(sel._memory_bytes(q), sel._cpu_cores(q)) for q in QUANTITIES]
+    for _round in range(2):
+        assert [(sel.memory_bytes(q), sel.cpu_cores(q)) for q in QUANTITIES] == direct
+    assert ("memory", str, "256Mi") in sel._QUANTITIES and ("memory", bool, True) in sel._QUANTITIES
+
+
+def test_the_quantity_cache_stays_bounded(monkeypatch):
+    monkeypatch.setattr(sel, "_QUANTITIES_MAX", 3)
+    sel._QUANTITIES.clear()
+    assert [sel.memory_bytes("%dMi" % n) for n in range(1, 6)] == [n * 2 ** 20 for n in range(1, 6)]
+    assert len(sel._QUANTITIES) <= 3
+
+
 def test_pod_containers_reads_ids_resources_and_status():
     p = pod(containers=[{"name": "app", "container_id": CID, "image": "img:1", "restart_count": 2,
                          "limits": {"memory": "512Mi", "cpu": "1500m"}, "requests": {"cpu": "250m"}}])

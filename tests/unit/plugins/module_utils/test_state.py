@@ -312,3 +312,22 @@ def test_experiment_paths_are_the_one_layout(state_dir, name, want_dir):
 def test_experiment_paths_refuse_a_name_that_leaves_the_directory():
     with pytest.raises(state.StateError, match="not allowed"):
         state.experiment_paths("/run/chaosfleet", "../x")
+
+
+# ------------------------------------------------------------------ one read of /proc/<pid>/stat
+def test_proc_stat_reads_group_start_and_cpu_at_once(tmp_path):
+    root = str(tmp_path)
+    write_proc(root, 300, 290, 4242, comm="a (b) c")  # comm with spaces and parentheses
+    assert state.proc_stat(300, root) == (290, 4242, 0.0)
+    assert (state.proc_pgid(300, root), state.proc_start_time(300, root)) == (290, 4242)
+    assert state.proc_stat(301, root) is None
+    with open(os.path.join(root, "300", "stat"), "w") as handle:
+        handle.write("300 (cut) S 1\n")
+    assert state.proc_stat(300, root) is None
+
+
+def test_proc_stat_of_this_process():
+    pgid, start, cpu = state.proc_stat(os.getpid())
+    assert pgid == os.getpgid(0) and start == state.proc_start_time(os.getpid())
+    times = os.times()
+    assert abs(cpu - (times.user + times.system)) < 0.5
