@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prints anything the lab or the tests created and did not remove (empty output: clean).
 shopt -s nullglob
-for d in /sys/fs/cgroup/*/cflab-* /sys/fs/cgroup/*/cffleet-* /sys/fs/cgroup/cflab-* /run/cflab-* /run/cffleet-* .lab/vm/cfvm-* \
+for d in /sys/fs/cgroup/*/cflab-* /sys/fs/cgroup/*/cffleet-* /sys/fs/cgroup/cflab-* /run/cflab-* /run/cffleet-* .lab/vm/cfvm-* .lab/cflab-*.data \
          /sys/fs/cgroup/*/cfdock-* /run/cfdock-* .lab/cfdock-*.json \
          /sys/fs/cgroup/*/cfagent-* /run/cfagent-* .lab/cfagent-*.json; do
   echo "left: $d"

@@ -5,19 +5,20 @@
 # Phases (tests/README.md):
 #   1. unit tests, while the cgroup v2 VM boots and the 3-node SSH fleet comes up in the background (named to
 #      pytest in CHAOSFLEET_TEST_VM / CHAOSFLEET_TEST_FLEET); with TEST_OVERLAP=1 a second VM and fleet for
-#      the background pass come up too, at the background's priority
+#      the background pass come up too, niced (their weight drops when the serial pass begins)
 #   2. serial: the integration tests marked `serial` (time bounds, CPU shares, memory sizes, the kernel's OOM
 #      log), one at a time at normal priority, so that their figures stay honest. Beside it, at the background's
-#      priority (nice 19, idle I/O class, a cpu cgroup with cpu.shares 2 and the guard below): `molecule test`
-#      and scripts/quality.sh, and with TEST_OVERLAP=1 also the parallel pass on its own VM and fleet
+#      priority (nice 19, idle I/O class, and cpu.shares TEST_BG_SHARES through the guard below): `molecule
+#      test` and scripts/quality.sh, and with TEST_OVERLAP=1 also the parallel pass on its own VM and fleet
 #   3. parallel (TEST_OVERLAP=0): every other integration test on TEST_WORKERS pytest-xdist workers
 #      (--dist loadgroup; groups from tests/integration/conftest.py), with both cores to itself
 #
 # Usage: scripts/test.sh [all|unit|integration]
 #   TEST_WORKERS  (default 3) workers of the parallel pass
 #   TEST_OVERLAP  (default 0) 1: the parallel pass runs beside the serial pass, on a second VM and fleet
-#   TEST_SIDE     (default serial) where molecule and quality.sh run without overlap: beside the serial pass
-#                 (at the background's priority) or, as before, beside the parallel pass (`parallel`)
+#   TEST_SIDE     (default parallel) where molecule and quality.sh run without overlap: beside the parallel
+#                 pass, or beside the serial pass at the background's priority (`serial`, opt-in like the overlap:
+#                 measured on narrow runs only, see tests/README.md)
 #   TEST_SELECT   a pytest -k expression for both integration passes (a narrow run)
 #   TEST_BG_SHARES (default 15, the weight of a nice-19 process) cpu.shares of each background cgroup while
 #                 the serial pass runs (2: the least)
@@ -30,7 +31,7 @@ export ANSIBLE_DEPRECATION_WARNINGS=False
 scope=${1:-all}
 workers=${TEST_WORKERS:-3}
 overlap=${TEST_OVERLAP:-0}
-side=${TEST_SIDE:-serial}
+side=${TEST_SIDE:-parallel}
 sweep=${TEST_SWEEP:-1}
 bg_shares=${TEST_BG_SHARES:-15}
 select=()
@@ -223,7 +224,7 @@ def summary(directory):
     """(has processes, all of them at nice 19, children) of a cgroup and everything under it."""
     some, niced, children = False, True, []
     try:
-        pids = read(os.path.join(directory, "cgroup.procs")).split() if directory != CPU else []
+        pids = read(os.path.join(directory, "cgroup.procs")).split()
         entries = [e.path for e in os.scandir(directory) if e.is_dir(follow_symlinks=False)]
     except OSError:
         return False, True, []
@@ -232,7 +233,7 @@ def summary(directory):
         if level is not None:
             some, niced = True, niced and level >= 19
     for entry in entries:
-        if entry == BG or entry in PINS:
+        if entry in PINS:
             continue
         child = summary(entry)
         children.append((entry, child))
@@ -242,9 +243,10 @@ def summary(directory):
 
 
 def settle(directory, node):
+    """Low shares for a cgroup whose processes all run at nice 19, its own back once another one joins."""
     some, niced, children = node
     try:
-        if directory != CPU and some and niced:
+        if some and niced:
             if directory not in demoted:
                 demoted[directory] = read(os.path.join(directory, "cpu.shares"))
                 write(os.path.join(directory, "cpu.shares"), LOW)
@@ -255,6 +257,26 @@ def settle(directory, node):
         demoted.pop(directory, None)  # removed meanwhile
     for entry, child in children:
         settle(entry, child)
+
+
+SHARED = {os.path.join(CPU, "docker"), os.path.join(CPU, "libpod_parent")}  # both passes' containers
+decided = {}  # top-level cgroup -> True (demoted) or False (a process at another nice level was in it)
+
+
+def tick():
+    """Each top-level cgroup is decided once, when it first has processes (a lab's, a node's, an engine's
+    processes all come from one side); the engines' shared parents are looked at every time, deep."""
+    present = {e.path for e in os.scandir(CPU) if e.is_dir(follow_symlinks=False)} - {BG}
+    for gone in set(decided) - present:
+        del decided[gone]
+        demoted.pop(gone, None)
+    for directory in sorted(present - set(decided)):
+        node = summary(directory)
+        if directory in SHARED:
+            settle(directory, node)
+        elif node[0]:
+            settle(directory, node)
+            decided[directory] = node[1]
 
 
 stopping, active = [], []
@@ -269,7 +291,7 @@ while not stopping:
         if active[0]:
             write(os.path.join(BG, "cpu.shares"), LOW)
             active[:] = [0]
-        settle(CPU, summary(CPU))
+        tick()
     time.sleep(0.5)
 
 for directory, shares in demoted.items():

@@ -1,8 +1,9 @@
 """Fixtures for the integration tests: the lab (lab_fixtures.py), Docker and Podman (engine_fixtures.py), the
 v2 VM, the SSH fleet, and a private experiment state dir.
 
-How `make test` runs them (tests/README.md): a serial pass of the tests marked ``serial``, alone on the machine,
-then every other test on several pytest-xdist workers (``--dist loadgroup``). ``pytest_collection_modifyitems``
+How `make test` runs them (tests/README.md): a serial pass of the tests marked ``serial`` at normal priority,
+then (or, with TEST_OVERLAP=1, at the same time at a low priority, on a VM and a fleet of its own) every other
+test on several pytest-xdist workers (``--dist loadgroup``). ``pytest_collection_modifyitems``
 below gives each test its worker group from the fixtures it uses, so a new test file needs no marks of its own.
 """
 import secrets
@@ -34,7 +35,8 @@ def state_dir():
 # - "vm": the one cgroup v2 VM (vm_fixtures.py); its pods take one experiment each at a time;
 # - "fleet": the one 3-node SSH fleet (fleet_fixtures.py), same reason;
 # - "docker": private dockerd/podman labs (engine_fixtures.py, agent_fixtures.py), whose containers share
-#   the /docker and /libpod_parent cgroups that each lab's teardown removes once empty.
+#   the /docker and /libpod_parent cgroups that each lab's teardown removes once empty (with TEST_OVERLAP=1 the
+#   serial pass's engines run beside this group: scripts/test.sh then keeps those parents until the end).
 # A test's group comes from the module that defines a fixture it uses. A file whose tests use one such resource,
 # or that imports that module's helpers, runs wholly in its group (its other tests drive the same tools: vm.py,
 # engines.py, agents.py). A test that needs two (the fleet and the VM in one play) fits on no one worker: it

@@ -6,7 +6,9 @@
 - Across processes: scripts/test.sh builds the VM and the fleet once, before its serial and parallel passes,
   and names them in the environment (``CHAOSFLEET_TEST_VM``: the JSON `vm.py up` printed;
   ``CHAOSFLEET_TEST_FLEET``: the fleet's state file). A fixture then uses that resource as it is and leaves
-  it to its owner, which tears it down on every exit path.
+  it to its owner, which tears it down on every exit path. With TEST_OVERLAP=1 the two passes run at once and
+  each is named a VM and a fleet of its own; a pass whose resource did not come up is named none (never the
+  other pass's), and its fixtures build their own.
 """
 
 import os

@@ -1,5 +1,6 @@
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -185,6 +186,13 @@ def test_a_kept_file_whose_owner_is_gone_reads_as_missing():
     files = CgroupFiles(keep=True)
     path = "/proc/%d/comm" % child.pid
     try:
+        # The fork may not have exec'd yet on a busy machine: wait until the process is sleep.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with open(path, "rb") as handle:
+                if handle.read() == b"sleep\n":
+                    break
+            time.sleep(0.01)
         assert files.read(path) == b"sleep\n"
         budget = CgroupFiles._budget
         assert list(files.fds) == [path]
