@@ -98,8 +98,8 @@ CHECK = [
     ("parallel: one batch", controller(two("parallel")), [["a", "b"]], {"a": ["node1", "node2"], "b": ["node3"]},
      "gd", {}),
     ("batches as written", controller({"name": "gd", "batches": [[{"name": "a", "type": "io", "hosts": "node1"},
-                                                                   {"name": "b", "type": "cpu", "hosts": "node2"}],
-                                                                  {"name": "c", "type": "cpu", "hosts": "db"}]}),
+                                                                  {"name": "b", "type": "cpu", "hosts": "node2"}],
+                                                                 {"name": "c", "type": "cpu", "hosts": "db"}]}),
      [["a", "b"], ["c"]], {"a": ["node1"], "b": ["node2"], "c": ["node3"]}, "gd", {}),
     ("the spec file read into __gd_file", controller(spec_file=two()), [["a"], ["b"]],
      {"a": ["node1", "node2"], "b": ["node3"]}, "gd", {}),
@@ -275,7 +275,7 @@ def test_vars(case, host, batch, host_vars, name, expected):
 
 # -- gate ------------------------------------------------------------------------------------------------------
 GATE_PLAN = {"name": "gd", "plan": [["a", "b"], ["c"]], "hosts": {"a": ["node1"], "b": ["node2", "node3"],
-                                                                    "c": ["node1"]},
+                                                                  "c": ["node1"]},
              "gate": {"continue_on": ["pass", "inconclusive"], "cooldown": 0}}
 
 
@@ -329,7 +329,7 @@ REPORT_VARS = [
     ("no host of it in the play: its first host still", {"node1": own(90, "/a"), "node3": own(60, "/b")},
      ["localhost"], 0, {"a": (90, "/a"), "b": (60, "/b")}),
     ("a value the host does not have is the role's default", {"node1": {"experiment_publish_copy_to": "/a"},
-                                                             "node3": own(None, "/b")},
+                                                              "node3": own(None, "/b")},
      ["node1", "node3"], 0, {"a": (80, "/a"), "b": (80, "/b")}),
     ("a host missing from hostvars: the role's defaults", {}, ["node1", "node3"], 0, {"a": (80, ""), "b": (80, "")}),
     ("only the batch's own experiments", {"node1": own(95, "/c")}, ["node1"], 1, {"c": (95, "/c")}),
@@ -371,7 +371,7 @@ def test_summary(tmp_path, case, hostvars, verdict, stopped, not_run):
     summary = out["summary"]
     assert out["changed"] is True
     assert (summary["name"], summary["verdict"], summary["stopped"], summary["not_run"]) == ("gd", verdict, stopped,
-                                                                                         not_run)
+                                                                                             not_run)
     assert [[e["name"] for e in batch] for batch in summary["batches"]] == [["a", "b"], ["c"]]
     assert summary["batches"][1][0]["skipped"] == ["node2"]
     assert summary["reports"] == {"json": str(tmp_path / "reports" / "game-day-gd.json"),

@@ -48,7 +48,7 @@ def test_names_types_aliases_and_no_log_are_kubernetes_cores():
         assert bool(option.no_log) == spec.get("no_log", False), option.name
     # What we leave out of theirs: impersonation, proxy headers, persist_config.
     assert sorted(set(theirs) - set(NAMES)) == ["impersonate_groups", "impersonate_user", "persist_config",
-                                                 "proxy_headers"]
+                                                "proxy_headers"]
 
 
 def test_environment_variables_are_the_ones_kubernetes_core_reads():
@@ -145,7 +145,7 @@ def test_missing_partner(params, expected):
 
 
 KUBECONFIG = {"users": [{"user": {"auth-provider": {"config": {"id-token": "idtok", "refresh-token": "rftok",
-                                                             "client-id": "public"}}}},
+                                                               "client-id": "public"}}}},
                         {"user": {"client-key-data": "keydata", "username": "alice"}},
                         {"user": {"exec": {"env": [{"name": "API_TOKEN", "value": "envtok"},
                                                    {"name": "REGION", "value": "eu-west"}]}}}],
@@ -232,7 +232,7 @@ def test_agent_hosts_get_the_kubectl_variables_of_the_source():
     from ansible_collections.chaosfleet.stress.plugins.plugin_utils import _k8s_hosts
     assert _k8s_hosts.KUBECTL_VARS is KUBECTL_VARS
     doc = _yaml_doc(REPO / "plugins" / "filter" / "k8s_hosts.py")["options"]["kubectl"]
-    assert re.findall(r"C\((\w+)\)", _text(doc["description"]).split(";")[0]) == [n for n, _ in KUBECTL_VARS]
+    assert re.findall(r"C\((\w+)\)", _text(doc["description"]).split(";")[0]) == [entry[0] for entry in KUBECTL_VARS]
 
 
 def _plays(path):
@@ -250,7 +250,7 @@ def test_add_hosts_passes_every_kubectl_option_from_its_k8s_variable():
     task = next(t for t in _plays("k8s_tasks/add_hosts.yml") if "ansible.builtin.add_host" in t)
     play_var = dict(PLAY_VARS)
     assert task["vars"]["__k8s_kubectl"] == dict((name, "{{ %s | default(none) }}" % play_var[name])
-                                                 for name, _ in KUBECTL_VARS)
+                                                 for name, _var in KUBECTL_VARS)
     assert task["no_log"] is True
 
 

@@ -98,7 +98,7 @@ def _tilde_path(tmp_path, home):
 
 def _kubeconfig_env(tmp_path, home):
     os.environ["KUBECONFIG"] = os.pathsep.join([str(tmp_path / "missing"), write(tmp_path / "second",
-                                                                                  kubeconfig("green"))])
+                                                                                 kubeconfig("green"))])
     return {}
 
 

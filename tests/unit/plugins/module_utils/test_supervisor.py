@@ -224,7 +224,7 @@ def test_a_run_to_the_deadline(node):
     assert not any(alive(pid) for pid, _start in instance["members"])
     final = n.status()
     assert (final["state"], final["phase"], final["status"], final["reason"]) == ("ended", "ended", "finished",
-                                                                                   "deadline")
+                                                                                  "deadline")
     assert final["instances"] == [] and final["ended_at"] == outcome["ended_at"]
     assert state.read_json(n.path(state.OUTCOME)) == outcome
     assert [i["pid"] for i in outcome["instances"]] == [instance["pid"]]
@@ -345,7 +345,7 @@ def test_a_launch_is_in_the_status_before_anything_else_happens(node):
     instance = n.supervisor.launch("raw", [n.stress_ng, "--timeout", "3s"])
     [written] = n.status()["instances"]
     assert (written["pid"], written["start_time"], written["kind"]) == (instance.popen.pid,
-                                                                         start_time(instance.popen.pid), "raw")
+                                                                        start_time(instance.popen.pid), "raw")
     assert [e["event"] for e in state.read_jsonl(n.path(state.EVENTS))] == ["read_ahead", "launch"]
 
 

@@ -157,7 +157,7 @@ def test_format_bytes(count, text):
     ("", True, True),        # an empty survey answer: the default
     ("  ", False, False),
     (None, None, None),      # no default: the caller tells unset from false
-], ids=lambda v: repr(v))
+], ids=repr)
 def test_parse_bool(value, default, expected):
     assert parse_bool(value, "x", default=default) is expected
 

@@ -247,7 +247,7 @@ def test_tick_stops_only_the_independent_hosts_whose_steady_state_broke(independ
 
 def test_tick_a_host_whose_task_failed_is_failed_and_counted():
     out = _experiment_decisions.tick(None, {"a": beat(), "b": beat()}, {}, ["a", "b"], 100.0, dict(SETTINGS, max_failed_percent=0),
-                        errors={"a": "Probe the steady state failed: boom"})
+                                     errors={"a": "Probe the steady state failed: boom"})
     assert out["hosts"]["a"]["status"] == "failed" and not out["hosts"]["a"]["active"]
     assert out["done"] and "1 of 2 nodes failed (a)" in out["abort_reason"]
 
@@ -256,7 +256,7 @@ def test_tick_counts_probes_and_round_times():
     state = None
     for now, ok in ((100.0, True), (105.5, False), (111.0, True)):
         state = _experiment_decisions.tick(state, {"a": beat(), "b": beat()}, {"a": [{"name": "web", "ok": ok, "detail": "d"}]},
-                              ["a", "b"], now, dict(SETTINGS, threshold=5))
+                                           ["a", "b"], now, dict(SETTINGS, threshold=5))
         state["tick_end"] = now + state["wait"]
     assert state["hosts"]["a"]["probes"]["web"] == {"checks": 3, "failures": 1, "last_failure": "d"}
     assert state["round_seconds"] == [0.5, 1.0]
@@ -305,7 +305,7 @@ def _tally(*rounds):
 ])
 def test_result_explains_each_probe_from_the_tally(rounds, held, detail):
     out = _experiment_decisions.result(NODE, "e1", "h1", None, ["web"], {}, 0, None, "", "", {"rounds": 1}, tally=_tally(*rounds),
-                          k8s_target={"namespace": "shop", "pod": "web-1", "container": "app", "node": "n1"})
+                                       k8s_target={"namespace": "shop", "pod": "web-1", "container": "app", "node": "n1"})
     probe = out["steady_state"]["probes"][0]
     assert out["steady_state"]["held"] is held and probe["ok"] is held
     assert probe["detail"].startswith(detail)

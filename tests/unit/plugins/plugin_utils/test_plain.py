@@ -42,4 +42,4 @@ def test_plain_value(value, expected):
     (TaggedStr("a"), str), (TaggedInt(1), int), (TaggedDict(), dict), (TaggedList(), list), (True, bool),
 ])
 def test_plain_value_gives_built_in_types(value, kind):
-    assert type(plain_value(value)) is kind
+    assert type(plain_value(value)) is kind  # pylint: disable=unidiomatic-typecheck  # a subclass is not a built-in type

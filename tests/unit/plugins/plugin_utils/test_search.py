@@ -151,7 +151,7 @@ def test_level_entry_reads_the_stress_phase_figures():
 
 @pytest.mark.parametrize("probe, slo", [
     ({"name": "p", "type": "prometheus", "comparator": "<", "threshold": 0.3}, {"figure": "value", "comparator": "<",
-                                                                               "threshold": 0.3}),
+                                                                                "threshold": 0.3}),
     ({"name": "h", "type": "http", "max_latency": 0.25}, {"figure": "latency_p95_ms", "comparator": "<=",
                                                           "threshold": 250.0}),
     ({"name": "k", "type": "kubernetes"}, {"figure": "pass_rate", "comparator": ">=", "threshold": 100.0}),
@@ -273,7 +273,7 @@ def test_the_record_is_the_tightest_failing_level_else_the_highest_pass():
         record = _search.keep_record(record, _search.level_entry(spec, index, res), res)
     assert record["index"] == 5 and record["result"]["experiment"] == "L5"
     out = _search.as_result(_search.headroom(spec, {"lo": 4, "hi": 5, "levels": [], "ended_by": "edge", "edge": None,
-                                                     "done": True}), record["result"], "chk", "node1")
+                                                    "done": True}), record["result"], "chk", "node1")
     assert out["experiment"] == "chk" and out["host"] == "node1" and out["search"]["first_fail"] == 60
 
 
