@@ -2,12 +2,44 @@
 latency rises when memory pressure evicts its page cache, as a runc lab pod on this host and on each node of
 the fleet, and a real Prometheus scraping all of them.
 
-- ``cache_pod``: the app in a pod of this worker's lab (``lab``), limit 320 MiB, a 128 MiB file (module scope).
+- ``cache_pod``: the app in a pod of this worker's lab (``lab``), limit 298 MiB, a 96 MiB file (module scope).
 - ``cache_pod_factory``: more such pods, with their own limits and app options, removed after the test.
 - ``fleet_cache_pods``: the app in a pod named ``cache`` on every fleet node, each node with its own limit
   (FLEET_LIMITS), so their edges differ; the inventory's ``fleet_pods.cache`` names it (module scope).
 - ``headroom_prometheus``: a real Prometheus (service_fixtures.Prometheus) whose job ``cache-app`` scrapes every
   cache pod the fixtures above started, each labelled ``node`` (``host`` or the node's name) and ``pod``.
+
+Measured by hand (2026-12-06, the collection's stressor holding each size for 8 s in the pod, p50/p95 of the app's
+own requests from its histogram).
+
+The configuration the tests use: a 96 MiB file, 16384 touches per request, 10 requests/s; the app holds 114 MiB
+(12 MiB anonymous + the file, all active), in a 298 MiB pod, so the knee is at 184 MiB (61.7%); load 0.1:
+
+| stress | share of limit | p50 / p95 (ms) | working set | file resident |
+|---|---|---|---|---|
+| 0 | 0% | 5 / 10 | 112 MiB | 100% |
+| 119-179 MiB | 40-60% | 4-6 / 9-10 | 232-291 MiB | 100% |
+| 194 MiB (knee + 10) | 65% | 245 / 433 | 295 MiB | 89% |
+| 209 MiB | 70% | 200 / 617 | 256 MiB | 86% |
+| 238 MiB | 80% | 719 / 1000 | 262 MiB | 43% |
+
+The first configuration measured: a 128 MiB file, 8192 touches, 20 requests/s; the app holds 144 MiB:
+
+| pod limit | stress | share of limit | p50 / p95 (ms), quiet machine | p50 / p95 (ms), load 8 on 2 cores |
+|---|---|---|---|---|
+| 320 MiB | 0-128 MiB | 0-40% | 3 / 5-7 | 6 / 17-19 |
+| 320 MiB | 160 MiB | 50% | 3 / 5 | 9 / 25 |
+| 320 MiB | 176 MiB (limit - app) | 55% | 18 / 95 | |
+| 320 MiB | 192 MiB | 60% | 29 / 126 | 350 / 980 |
+| 320 MiB | 224 MiB | 70% | 253 / 770 | 1278 / 1928 |
+| 320 MiB | 256 MiB | 80% | 1222 / 1922 | 1563 / 4350 |
+| 384 MiB | 192-224 MiB | 50-58% | 5 / 16-17 (load 8) | |
+| 384 MiB | 240 MiB (limit - app) | 62% | 39 / 129 (load 8) | |
+| 384 MiB | 256 / 288 MiB | 66 / 75% | 44 / 177, 1000 / 2600 (load 8) | |
+
+No OOM kill at any of these sizes: the kernel reclaims the file instead. The knee follows limit - app (176 MiB of
+320, 240 of 384). After a level past the knee the app is fast again within seconds (its file refaults), but
+its working set stays ~40% lower: the kernel left half the file on the inactive list.
 
 The app's pod is added with ``lab.py add-pod`` (on a node: over SSH, as the fleet builds its pods) and removed
 with ``lab.py remove-pod``, pass or fail; a lab's or fleet's teardown removes anything left. Figures come from
@@ -33,12 +65,18 @@ NODE_LAB_SCRIPT = str(LAB_DIR / "lab.py")
 NODE_STATE_DIR = "/var/tmp/cflab-state"
 MI = 1024 * 1024
 JOB = "cache-app"
-# The standard app: a 128 MiB file in a 320 MiB pod; each request touches 8192 random pages of it.
-FILE_MIB = 128
-TOUCHES = 8192
-HOST_LIMIT = 320 * MI
-# Different limits, so the nodes' edges differ (knee = limit - the app's memory, about 144 MiB).
-FLEET_LIMITS = {"node1": 256 * MI, "node2": 320 * MI, "node3": 384 * MI}
+# The standard app: a 96 MiB file (114 MiB with the app's own memory); each request touches 16384 random pages of
+# it, 10 requests a second. A small file against many touches makes a sharp knee: 12 MiB past it, 12% of the file
+# is out and p50 is already 0.2 s (the table above).
+FILE_MIB = 96
+TOUCHES = 16384
+RATE = 10
+# Limits that put the knee (limit - 114 MiB) 5-7 MiB above a point of the 10% grid the tests search: the level below
+# leaves the app that room, the one above takes 20 MiB or more of its file, so both sides are clear on a quiet
+# machine and on a busy one. 298 MiB: knee 61.7% (60% passes, 70% breaks).
+HOST_LIMIT = 298 * MI
+# Different limits, so the nodes' edges differ: knees 61.7%, 71.3%, 80.8%.
+FLEET_LIMITS = {"node1": 298 * MI, "node2": 397 * MI, "node3": 595 * MI}
 
 
 def p95_query(node, window="10s"):
@@ -49,7 +87,7 @@ def p95_query(node, window="10s"):
 
 def app_command(listen, size_mib=FILE_MIB, touches=TOUCHES, extra=()):
     return (["/usr/bin/python3", "/app/cache_app.py", "--data-dir", "/data", "--size-mib", str(size_mib),
-             "--port", "{port}", "--listen", listen, "--touches", str(touches)] + list(extra))
+             "--port", "{port}", "--listen", listen, "--touches", str(touches), "--rate", str(RATE)] + list(extra))
 
 
 def add_pod_args(prefix, state_dir, pod, memory_limit, cpu_limit, command):
@@ -61,8 +99,8 @@ def add_pod_args(prefix, state_dir, pod, memory_limit, cpu_limit, command):
 class CachePod(object):
     """One cache app pod, read from the host: its lab state file, its cgroup, its HTTP endpoints."""
 
-    def __init__(self, node, pod, state_file, cgroup_prefix, address, lab_prefix):
-        self.node, self.pod, self.state_file = node, pod, Path(state_file)
+    def __init__(self, node, pod, state_file, cgroup_prefix, address, lab_prefix, size_mib=FILE_MIB):
+        self.node, self.pod, self.state_file, self.size_mib = node, pod, Path(state_file), size_mib
         self.cgroup_prefix, self.address, self.lab_prefix = cgroup_prefix, address, lab_prefix
         self.reload()
 
@@ -87,7 +125,8 @@ class CachePod(object):
         return Path("/sys/fs/cgroup/%s%s/%s" % (controller, self.cgroup, name))
 
     def stat(self):
-        return dict((k, int(v)) for k, v in (line.split() for line in self._file("memory.stat").read_text().splitlines()))
+        lines = self._file("memory.stat").read_text().splitlines()
+        return dict((key, int(value)) for key, value in (line.split() for line in lines))
 
     def usage(self):
         return int(self._file("memory.usage_in_bytes").read_text())
@@ -148,8 +187,8 @@ class CachePod(object):
                 found = self.histogram()
                 stat = self.stat()
                 last = (found.get("resident"), found.get(float("inf")), stat["total_cache"] // MI)
-                if found.get("resident", 0) > 0.99 and found.get(float("inf"), 0) >= 20 and \
-                        stat["total_cache"] >= FILE_MIB * MI * 0.95:
+                if found.get("resident", 0) > 0.99 and found.get(float("inf"), 0) >= 10 and \
+                        stat["total_cache"] >= self.size_mib * MI * 0.95:
                     return self
             except OSError as exc:
                 last = exc
@@ -171,7 +210,8 @@ def quantile(delta, q):
         if delta[bound] >= rank:
             if bound == float("inf"):
                 return previous_bound
-            return previous_bound + (bound - previous_bound) * (rank - previous_count) / max(1, delta[bound] - previous_count)
+            share = (rank - previous_count) / max(1, delta[bound] - previous_count)
+            return previous_bound + (bound - previous_bound) * share
         previous_bound, previous_count = bound, delta[bound]
     return previous_bound
 
@@ -182,7 +222,7 @@ def add_lab_cache_pod(lab, pod, memory_limit=HOST_LIMIT, cpu_limit=1.0, size_mib
                       extra=()):
     run_lab(*add_pod_args(lab["prefix"], str(STATE_DIR), pod, memory_limit, cpu_limit,
                           app_command("127.0.0.1", size_mib, touches, extra)), timeout=180)
-    return CachePod("host", pod, STATE_DIR / (lab["prefix"] + ".json"), "", "127.0.0.1", lab["prefix"])
+    return CachePod("host", pod, STATE_DIR / (lab["prefix"] + ".json"), "", "127.0.0.1", lab["prefix"], size_mib)
 
 
 def remove_lab_cache_pod(lab, pod):
@@ -237,7 +277,7 @@ def headroom_prometheus():
 
 @pytest.fixture(scope="module")
 def cache_pod(lab, headroom_prometheus):
-    """The cache app in a 320 MiB pod of this worker's lab, scraped by headroom_prometheus."""
+    """The cache app in a HOST_LIMIT pod of this worker's lab, scraped by headroom_prometheus."""
     name = "cache-%d" % os.getpid()
     pod = None
     try:
@@ -282,9 +322,9 @@ FLEET_POD = "cache"
 
 def add_fleet_cache_pod(fleet, node, memory_limit, cpu_limit=1.0, extra=()):
     remove_fleet_cache_pod(fleet, node)  # one a previous, killed run may have left (the fleet outlives pytest)
-    fleet.ssh(node, "/usr/bin/python3", NODE_LAB_SCRIPT, *add_pod_args(fleet.node(node)["lab_prefix"], NODE_STATE_DIR, FLEET_POD,
-                                                      memory_limit, cpu_limit, app_command("0.0.0.0", extra=extra)),
-              timeout=180)
+    args = add_pod_args(fleet.node(node)["lab_prefix"], NODE_STATE_DIR, FLEET_POD, memory_limit, cpu_limit,
+                        app_command("0.0.0.0", extra=extra))
+    fleet.ssh(node, "/usr/bin/python3", NODE_LAB_SCRIPT, *args, timeout=180)
     info = fleet.node(node)
     return CachePod(node, FLEET_POD, info["lab_state"], info["cgroup"], info["node_ip"], info["lab_prefix"])
 

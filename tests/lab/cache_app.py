@@ -6,7 +6,6 @@ Standard library only; runs with the node's /usr/bin/python3 as the app containe
 
     cache_app.py --data-dir /data --size-mib 128 --port 8080 [--listen 127.0.0.1]
                  [--touches 8192] [--rate 20] [--heap-mib 0] [--oom-score-adj N]
-                 [--client-timeout 0.1 --retry-fanout 2 --max-inflight 32]
 
 At start the app writes a file of --size-mib random bytes on --data-dir (a disk-backed filesystem,
 bind-mounted into the pod; never tmpfs, whose pages cannot be evicted) and reads it back once, from
@@ -27,15 +26,9 @@ Endpoints:
 A load thread requests ``/`` from the app itself at --rate per second (one at a time), so the histogram
 has data whether or not anyone else calls.
 
-Options for the tests of the search's guards:
-- --heap-mib: anonymous memory the app holds (an in-memory index), and --oom-score-adj (1000 is what
-  kubelet gives a BestEffort container): the memcg OOM killer then picks the app when it is the largest
-  process in the cgroup, e.g. beside a stress split over several workers.
-- --client-timeout with --retry-fanout: the load thread's client gives up on a request after the timeout
-  and sends --retry-fanout new ones without cancelling the first (the server still serves it), up to
-  --max-inflight at once. A memory-pressure slowdown then turns into a retry storm that keeps the app's CPU
-  quota saturated and its latency high after the pressure is gone: a metastable failure, which recovery
-  never ends.
+For the test of the search's app_oom guard: --heap-mib, anonymous memory the app holds (an in-memory
+index), and --oom-score-adj (1000 is what kubelet gives a BestEffort container): the memcg OOM killer then
+picks the app when it is the largest process in the cgroup, e.g. beside a stress split over several workers.
 """
 
 import argparse
@@ -231,54 +224,6 @@ class Handler(BaseHTTPRequestHandler):
         return self.answer(404, "not found\n", "text/plain")
 
 
-def storm_loop(port, rate, stopping, timeout, fanout, max_inflight, give_up=60.0):
-    """A retrying client: a request not answered within `timeout` is sent again `fanout` times (the attempts
-    already sent are not cancelled: the server serves them all), and again each `timeout`, until one attempt
-    is answered in time or `give_up` seconds passed; at most `max_inflight` attempts at once."""
-    inflight = threading.Semaphore(max_inflight)
-
-    def attempt(request):
-        began = time.monotonic()
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-            connection.request("GET", "/")
-            connection.getresponse().read()
-            connection.close()
-            if time.monotonic() - began <= timeout:
-                request["answered"] = True
-        except (OSError, http.client.HTTPException):
-            pass
-        finally:
-            inflight.release()
-
-    def send(request, count):
-        for _copy in range(count):
-            if not inflight.acquire(blocking=False):
-                return
-            threading.Thread(target=attempt, args=(request,), daemon=True).start()
-
-    interval = 1.0 / rate
-    due = time.monotonic()
-    pending = []
-    while not stopping.is_set():
-        now = time.monotonic()
-        if now >= due:
-            due = max(due + interval, now)
-            request = {"answered": False, "retry_at": now + timeout, "give_up_at": now + give_up}
-            pending.append(request)
-            send(request, 1)
-        still = []
-        for request in pending:
-            if request["answered"] or now >= request["give_up_at"]:
-                continue
-            if now >= request["retry_at"]:
-                request["retry_at"] = now + timeout
-                send(request, fanout)
-            still.append(request)
-        pending = still
-        stopping.wait(0.005)
-
-
 def load_loop(port, rate, stopping):
     """Request / from the app itself at a steady rate (one request at a time)."""
     interval = 1.0 / rate
@@ -310,9 +255,6 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--heap-mib", type=int, default=0, help="anonymous memory the app holds")
     parser.add_argument("--oom-score-adj", type=int, default=None)
-    parser.add_argument("--client-timeout", type=float, default=0.0, help="retrying client: give up after S")
-    parser.add_argument("--retry-fanout", type=int, default=2)
-    parser.add_argument("--max-inflight", type=int, default=32)
     args = parser.parse_args(argv)
     if args.oom_score_adj is not None:
         with open("/proc/self/oom_score_adj", "w") as handle:
@@ -327,10 +269,7 @@ def main(argv=None):
     server.app = app
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    if args.rate > 0 and args.client_timeout > 0:
-        threading.Thread(target=storm_loop, daemon=True, args=(
-            args.port, args.rate, stopping, args.client_timeout, args.retry_fanout, args.max_inflight)).start()
-    elif args.rate > 0:
+    if args.rate > 0:
         threading.Thread(target=load_loop, args=(args.port, args.rate, stopping), daemon=True).start()
     sys.stdout.write("cache_app: %d MiB on %s (%s), listening on %s:%d\n" % (
         args.size_mib, args.data_dir, app.fstype, args.listen, args.port))
