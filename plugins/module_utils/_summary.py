@@ -198,6 +198,9 @@ def recovery(samples_after_stop, baseline_summary, within_percent, timeout_secon
     out["recovered"] = since is not None
     if since is not None:
         out["seconds"] = since - stopped_at
+    else:
+        # Below the band the stress's memory is gone (the app's page cache shrank); above it, it is not.
+        out["below_baseline"] = counted[-1]["working_set_bytes"] < low
     return out
 
 

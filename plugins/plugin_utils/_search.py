@@ -294,6 +294,21 @@ def _num(value):
     return ("%d" % value) if float(value).is_integer() else ("%g" % value)
 
 
+def recovery_probe_retries(search_level, recovery_timeout, interval):
+    """How often a search level's recovery probes are tried again, one interval apart, within the recovery window.
+
+    A probe that reads a rate (a p95 over the last seconds) still sees the stress right after it ends, so
+    one round would call a recovered service broken. Outside a search: one round, as always.
+    """
+    if not search_level or not interval:
+        return 0
+    try:
+        seconds = parse_duration(_text(recovery_timeout), "experiment_recovery_timeout")
+    except UnitError:
+        return 0
+    return max(0, int(seconds // int(interval)))
+
+
 def level_outcome(result, problem="", error="", threshold=0, first=False):
     """(outcome, failed_by) of one level from its result: pass, fail (a probe or a guard) or error.
 
@@ -338,7 +353,7 @@ def recovery_problem(result):
     if not result or result.get("failed"):
         return ""
     recovery = result.get("recovery") or {}
-    if recovery.get("recovered") is False:
+    if recovery.get("recovered") is False and not recovery.get("below_baseline"):
         return "the working set did not come back within %s%% of its baseline in %s s" % (
             recovery.get("within_percent"), recovery.get("timeout_seconds"))
     late = [p.get("name") for p in (result.get("steady_state") or {}).get("probes") or [] if p.get("recovery_failed")]
@@ -375,6 +390,10 @@ def advance(spec, state, entry):
     index = entry["index"]
     if entry["outcome"] == "error":
         return dict(state, done=True, ended_by="error", edge=entry["failed_by"], next=None)
+    if (entry["failed_by"] or {}).get("name") in GUARDS_THAT_END:
+        # Harm done: the search ends here, whatever the recovery (a killed app's working set stays low).
+        state["hi"] = min(state["hi"], index)
+        return dict(state, done=True, ended_by=entry["failed_by"]["name"], edge=entry["failed_by"], next=None)
     if entry["recovery"].get("problem"):
         edge = entry["failed_by"] or {"kind": "guard", "name": "recovery", "detail": entry["recovery"]["problem"]}
         if entry["outcome"] == "pass":

@@ -189,8 +189,20 @@ def after_stop(fixture, stopped_at):
 ])
 def test_recovery_node1(within, timeout, recovered, seconds):
     got = recovery(after_stop("node1_stressor_oom", T0 + 27), NODE1_BASELINE, within, timeout, T0 + 27)
-    assert got == {"recovered": recovered, "seconds": seconds, "within_percent": within,
-                   "timeout_seconds": timeout}
+    want = {"recovered": recovered, "seconds": seconds, "within_percent": within, "timeout_seconds": timeout}
+    if recovered is False:
+        want["below_baseline"] = False  # 121 stays above the band
+    assert got == want
+
+
+@pytest.mark.parametrize("series, below", [
+    ([(101, 150), (102, 80), (103, 79)], True),    # the app's cache shrank: the stress's memory is gone
+    ([(101, 150), (102, 140), (103, 130)], False),  # still above: not released
+])
+def test_recovery_says_which_side_of_the_band_it_ended(series, below):
+    samples = [{"t": float(t), "working_set_bytes": float(ws)} for t, ws in series]
+    got = recovery(samples, {"working_set_bytes": {"mean": 100.0}}, 5.0, 60.0, 100.0)
+    assert got["recovered"] is False and got["below_baseline"] is below
 
 
 @pytest.mark.parametrize("series, recovered, seconds", [

@@ -131,6 +131,8 @@ def test_preflight_refusal_of_the_first_level_is_an_error():
 @pytest.mark.parametrize("res, problem", [
     (result(), ""),
     (result(recovered=False), "did not come back within 10% of its baseline in 30 s"),
+    # Below the band the stress's memory is gone; only the app's page cache shrank.
+    (dict(result(), recovery={"recovered": False, "below_baseline": True}), ""),
     (result(recovery_failed=True), "probe web still failed after the recovery window"),
     ({"failed": True, "msg": "x"}, ""),
 ])
@@ -205,6 +207,13 @@ def test_an_app_oom_kill_ends_a_bisection_at_once():
     assert ran == [4] and state["ended_by"] == "app_oom"
     found = _search.headroom(spec_of(search="bisect"), state)
     assert found["verdict"] == "fail" and "OOM killer took the application at 50%" in " ".join(found["notes"])
+
+
+def test_an_app_oom_kill_ends_the_search_even_when_the_app_does_not_recover():
+    spec = spec_of()
+    res = result(kills=[{"victim": "app", "comm": "java", "pid": 7}], recovered=False)
+    state = _search.advance(spec, _search.start(spec), _search.level_entry(spec, 0, res))
+    assert state["ended_by"] == "app_oom" and state["edge"]["name"] == "app_oom"
 
 
 def test_a_failed_recovery_aborts_the_search():
@@ -293,3 +302,14 @@ def test_rounds_cover_the_search(mode, count, rounds):
                      "failed_by": None if ok else {"kind": "probe", "name": "web"}}
             state = _search.advance(spec_e, state, entry)
         assert taken <= rounds
+
+
+@pytest.mark.parametrize("search_level, timeout, interval, retries", [
+    (True, "30s", 2, 15),
+    (True, "5s", 2, 2),
+    (True, "1s", 5, 0),
+    (False, "30s", 2, 0),      # outside a search: one round after recovery, as always
+    (True, "soon", 2, 0),
+])
+def test_recovery_probe_retries(search_level, timeout, interval, retries):
+    assert _search.recovery_probe_retries(search_level, timeout, interval) == retries
