@@ -13,6 +13,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import time
+
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
@@ -25,6 +27,10 @@ ARGUMENT_SPEC = dict(
     probes=dict(type="list", elements="dict", required=True, options=PROBE_OPTIONS),
     phase=dict(type="str", default="check"),
     tally=dict(type="dict", default={}),
+    # Try the round again every retry_every seconds until every probe passes or retry_for seconds passed;
+    # the tally keeps the last round (a search level's recovery window).
+    retry_for=dict(type="float", default=0),
+    retry_every=dict(type="float", default=5),
 )
 
 
@@ -42,6 +48,20 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail(str(exc))
         secrets = secrets_of(probes)
 
+        deadline = time.monotonic() + max(0.0, args["retry_for"])
+        while True:
+            results, baselines = self._round(args, probes, node, controller, secrets, task_vars)
+            if all(r["ok"] for r in results) or time.monotonic() + args["retry_every"] > deadline:
+                break
+            time.sleep(max(0.1, args["retry_every"]))
+        tally = update_tally(args["tally"], args["phase"], results, baselines)
+        result.update(changed=False, probes=results, ok=all(r["ok"] for r in results),
+                      failed_probes=[r["name"] for r in results if not r["ok"]],
+                      tally=tally, summary=summary(tally))
+        return result
+
+    def _round(self, args, probes, node, controller, secrets, task_vars):
+        """One round of every probe, in the order given."""
         results = []
         if node:
             by_name = dict((p["name"], p) for p in args["probes"])
@@ -58,9 +78,4 @@ class ActionModule(ActionBase):
         results = in_order(probes, results)
         for checked in results:
             checked["detail"] = scrub(checked["detail"], secrets)
-
-        tally = update_tally(args["tally"], args["phase"], results, baselines)
-        result.update(changed=False, probes=results, ok=all(r["ok"] for r in results),
-                      failed_probes=[r["name"] for r in results if not r["ok"]],
-                      tally=tally, summary=summary(tally))
-        return result
+        return results, baselines

@@ -203,6 +203,17 @@ options:
       Kubernetes probes also keep their restart baselines there.
     type: dict
     default: {}
+  retry_for:
+    description:
+      - Try the round again every O(retry_every) seconds until every probe passes or this many seconds passed;
+        the tally keeps the last round. V(0) runs one round.
+      - The experiment role uses it for a headroom search's recovery window.
+    type: float
+    default: 0
+  retry_every:
+    description: Seconds between the tries of O(retry_for).
+    type: float
+    default: 5
 seealso:
   - module: chaosfleet.stress.k8s_targets
 '''
@@ -332,6 +343,8 @@ def main():
             probes=dict(type="list", elements="dict", required=True, options=PROBE_OPTIONS),
             phase=dict(type="str", default="check"),
             tally=dict(type="dict", default={}),
+            retry_for=dict(type="float", default=0),
+            retry_every=dict(type="float", default=5),
         ),
         supports_check_mode=True,
     )

@@ -294,19 +294,18 @@ def _num(value):
     return ("%d" % value) if float(value).is_integer() else ("%g" % value)
 
 
-def recovery_probe_retries(search_level, recovery_timeout, interval):
-    """How often a search level's recovery probes are tried again, one interval apart, within the recovery window.
+def recovery_probe_window(search_level, recovery_timeout):
+    """Seconds a search level's recovery probes may take to pass again (0: one round, as outside a search).
 
     A probe that reads a rate (a p95 over the last seconds) still sees the stress right after it ends, so
-    one round would call a recovered service broken. Outside a search: one round, as always.
+    one round would call a recovered service broken.
     """
-    if not search_level or not interval:
+    if not search_level:
         return 0
     try:
-        seconds = parse_duration(_text(recovery_timeout), "experiment_recovery_timeout")
+        return parse_duration(_text(recovery_timeout), "experiment_recovery_timeout")
     except UnitError:
         return 0
-    return max(0, int(seconds // int(interval)))
 
 
 def level_outcome(result, problem="", error="", threshold=0, first=False):

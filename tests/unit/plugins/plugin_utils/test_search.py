@@ -304,12 +304,10 @@ def test_rounds_cover_the_search(mode, count, rounds):
         assert taken <= rounds
 
 
-@pytest.mark.parametrize("search_level, timeout, interval, retries", [
-    (True, "30s", 2, 15),
-    (True, "5s", 2, 2),
-    (True, "1s", 5, 0),
-    (False, "30s", 2, 0),      # outside a search: one round after recovery, as always
-    (True, "soon", 2, 0),
+@pytest.mark.parametrize("search_level, timeout, window", [
+    (True, "30s", 30.0),
+    (False, "30s", 0),      # outside a search: one round after recovery, as always
+    (True, "soon", 0),
 ])
-def test_recovery_probe_retries(search_level, timeout, interval, retries):
-    assert _search.recovery_probe_retries(search_level, timeout, interval) == retries
+def test_recovery_probe_window(search_level, timeout, window):
+    assert _search.recovery_probe_window(search_level, timeout) == window
