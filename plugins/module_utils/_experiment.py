@@ -13,6 +13,7 @@ __metaclass__ = type
 import hashlib
 import json
 import os
+import py_compile
 import shutil
 import signal
 import subprocess
@@ -27,7 +28,7 @@ from ansible_collections.chaosfleet.stress.plugins.module_utils import (
 PACKAGE = "ansible_collections.chaosfleet.stress.plugins.module_utils"
 # What the supervisor imports; copied next to the state so it outlives Ansible's temporary files.
 SUPERVISOR_MODULES = (_mounts, _resolve, _units, _usage, state, _oom, _plan, _prefetch, _supervisor_core, _supervisor)
-START_TIMEOUT = 20.0
+START_TIMEOUT = 45.0  # the supervisor reports in well under 1 s; an emulated, loaded node took over 20 s
 STOP_TIMEOUT = 20.0
 
 
@@ -52,8 +53,15 @@ def install_supervisor(state_dir):
         tmp_target = os.path.join(tmp, *PACKAGE.split("."))
         os.makedirs(tmp_target, 0o700)
         for name, text in sources.items():
-            with open(os.path.join(tmp_target, name + ".py"), "w") as handle:
+            source = os.path.join(tmp_target, name + ".py")
+            with open(source, "w") as handle:
                 handle.write(text)
+            # Compiled once here: each supervisor starts with PYTHONDONTWRITEBYTECODE, and compiling its
+            # modules at every start costs seconds on a slow node (an emulated VM, a loaded one).
+            try:
+                py_compile.compile(source, doraise=True)
+            except (py_compile.PyCompileError, OSError):
+                pass  # the supervisor then compiles in memory, as before
         try:
             os.rename(tmp, root)
         except OSError:

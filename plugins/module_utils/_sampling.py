@@ -97,7 +97,8 @@ def sample_targets(targets, proc_root, duration, interval, recovery=None, clock=
     for item in watched:
         verdict = None
         if recovery:
-            baseline = {"working_set_bytes": {"mean": recovery["baseline_working_set_bytes"]}}
+            baseline = {"working_set_bytes": {"mean": recovery["baseline_working_set_bytes"]},
+                        "rss_bytes": {"mean": recovery.get("baseline_rss_bytes")}}
             verdict = recovery_of(item.samples, baseline, recovery["within_percent"], duration, started)
             verdict.update(within_percent=asked_percent,
                            band_bytes=int(recovery["baseline_working_set_bytes"] * recovery["within_percent"] / 100))

@@ -171,6 +171,9 @@ def recovery(samples_after_stop, baseline_summary, within_percent, timeout_secon
     - recovered True, seconds set: it came back and stayed.
     - recovered False, seconds None: the last counted sample is outside the band.
       Sample until the timeout: a series that ends early counts as not recovered.
+      Then ``below_baseline`` says the last sample is under the band; ``anon_back`` whether its anonymous
+      memory (``rss_bytes``) is within the band's width of the baseline's (None when either is unknown);
+      ``stress_released`` is either: the stress's memory is gone, what is off is the app's page cache.
     - recovered None, seconds None: unknown (no baseline, or no counted samples).
     """
     out = {
@@ -199,8 +202,16 @@ def recovery(samples_after_stop, baseline_summary, within_percent, timeout_secon
     if since is not None:
         out["seconds"] = since - stopped_at
     else:
-        # Below the band the stress's memory is gone (the app's page cache shrank); above it, it is not.
-        out["below_baseline"] = counted[-1]["working_set_bytes"] < low
+        last = counted[-1]
+        # Below the band the app's page cache shrank. Above it, the page cache may have grown back past a
+        # baseline taken while part of it was inactive; the anonymous memory says whether the stress's is gone.
+        out["below_baseline"] = last["working_set_bytes"] < low
+        anon_mean = ((baseline_summary.get("rss_bytes") or {}).get("mean"))
+        anon_back = None
+        if anon_mean is not None and last.get("rss_bytes") is not None:
+            anon_back = last["rss_bytes"] <= anon_mean + (high - mean)
+        out["anon_back"] = anon_back
+        out["stress_released"] = out["below_baseline"] or bool(anon_back)
     return out
 
 

@@ -51,6 +51,12 @@ options:
         description: The steady-state working set, usually the baseline summary's mean.
         type: int
         required: true
+      baseline_rss_bytes:
+        description:
+          - The steady-state anonymous memory (the baseline summary's C(rss_bytes) mean). When the working set
+            does not come back, it tells a stress whose memory is gone (the anonymous memory is back) from one
+            whose memory is not; see C(stress_released) in the returned C(recovery).
+        type: int
       within_percent:
         description: How close to the baseline counts as recovered.
         type: float
@@ -139,7 +145,10 @@ results:
       type: list
       elements: dict
     recovery:
-      description: With O(recovery), C(recovered), C(seconds), C(within_percent), C(timeout_seconds).
+      description:
+        - With O(recovery), C(recovered), C(seconds), C(within_percent), C(timeout_seconds).
+        - When not recovered, C(below_baseline), C(anon_back) and C(stress_released) (the working set ended
+          under the band, or the anonymous memory is back within it: what is left off is the page cache).
       type: dict
 experiment_result:
   description: With O(experiment), the experiment's record in the report's result format (format_version 1).
@@ -172,6 +181,7 @@ def argument_spec():
         interval=dict(type="str", default="1s"),
         recovery=dict(type="dict", options=dict(
             baseline_working_set_bytes=dict(type="int", required=True),
+            baseline_rss_bytes=dict(type="int"),
             within_percent=dict(type="float", default=10),
             timeout=dict(type="str", default="60s"),
             stable_samples=dict(type="int", default=3),

@@ -352,7 +352,7 @@ def recovery_problem(result):
     if not result or result.get("failed"):
         return ""
     recovery = result.get("recovery") or {}
-    if recovery.get("recovered") is False and not recovery.get("below_baseline"):
+    if recovery.get("recovered") is False and not recovery.get("stress_released"):
         return "the working set did not come back within %s%% of its baseline in %s s" % (
             recovery.get("within_percent"), recovery.get("timeout_seconds"))
     late = [p.get("name") for p in (result.get("steady_state") or {}).get("probes") or [] if p.get("recovery_failed")]

@@ -27,6 +27,12 @@ def _web_pods(ready_b=True, restarts_b=0):
     return pods
 
 
+def _serve_pods(double, pods):
+    double.store.pods[:] = []
+    for pod in pods:
+        double.store.add_pod(pod)
+
+
 @pytest.fixture(scope="module")
 def double():
     api = ApiDouble({"pods": _web_pods(), "nodes": []})
@@ -74,9 +80,7 @@ def rounds(app, prometheus, double, workdir):
     app.health.update(status=503, body="upstream down")
     app.set_metrics(errors_ratio=0.4, ready=0)
     prometheus.wait_for('cflab_errors_ratio{service="checkout"}', lambda r: r and float(r[0]["value"][1]) == 0.4)
-    double.store.pods[:] = []
-    for pod in _web_pods(ready_b=False, restarts_b=2):
-        double.store.add_pod(pod)
+    _serve_pods(double, _web_pods(ready_b=False, restarts_b=2))
     broken = _round(workdir, probes, "stress", tally=healthy["probe"]["tally"], verbosity=3)
     return healthy, broken
 
@@ -120,7 +124,11 @@ def test_the_tally_counts_both_rounds(rounds):
     _, broken = rounds
     lines = dict((line["name"], line) for line in broken["probe"]["summary"])
     assert lines["errors"]["pass_rate"] == 50.0
-    assert lines["errors"]["phases"] == {"baseline": {"checks": 1, "passed": 1}, "stress": {"checks": 1, "passed": 0}}
+    phases = lines["errors"]["phases"]
+    assert {name: (phase["checks"], phase["passed"]) for name, phase in phases.items()} == \
+        {"baseline": (1, 1), "stress": (1, 0)}
+    # Each phase carries the figures the PromQL check read (the fake Prometheus serves 0.01, then 0.4).
+    assert phases["baseline"]["value"]["last"] == 0.01 and phases["stress"]["value"]["last"] == 0.4
     assert lines["cmd"]["pass_rate"] == 100.0
     assert lines["web-pods"]["last_failure"]["phase"] == "stress"
     assert lines["health-node"]["latency_ms"]["max"] >= lines["health-node"]["latency_ms"]["p50"] > 0
@@ -205,6 +213,7 @@ KUBE_ENV_TOKEN = "cflab-env-token-" + "b82d5f0e"
 def kube_auth_runs(double, workdir):
     """One probe per way k8s_targets takes credentials (options, aliases), then the K8S_AUTH_* environment alone."""
     from tests.k8s_double.tls import CertificateAuthority
+    _serve_pods(double, _web_pods())  # healthy again, whichever fixture of this module ran before
     other_ca = CertificateAuthority(tempfile.mkdtemp(prefix="cflab-other-ca-", dir=workdir))
     double.add_basic_user("cflab-basic", KUBE_BASIC_PASSWORD)
     double.add_token(KUBE_ENV_TOKEN, user="cflab-env")

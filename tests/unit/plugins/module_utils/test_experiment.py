@@ -97,3 +97,23 @@ def test_the_installed_supervisor_copy_holds_every_module_it_imports():
                     [alias.name for alias in node.names]
                 todo += [n for n in found if n not in needed]
     assert needed == set(installed), sorted(set(installed) ^ needed)
+
+
+def test_the_installed_supervisor_copy_is_compiled_once(tmp_path):
+    """Each supervisor starts without writing bytecode: the copy carries its own, valid for its sources."""
+    import importlib.util
+    from ansible_collections.chaosfleet.stress.plugins.module_utils import _experiment
+    root = _experiment.install_supervisor(str(tmp_path))
+    package = os.path.join(root, *_experiment.PACKAGE.split("."))
+    sources = sorted(name for name in os.listdir(package) if name.endswith(".py"))
+    assert sources and len(sources) == len(_experiment.SUPERVISOR_MODULES)
+    for name in sources:
+        compiled = importlib.util.cache_from_source(os.path.join(package, name))
+        assert os.path.exists(compiled), name
+    # A Python that may not write bytecode imports the copy from what was compiled, without a fresh compile.
+    probe = subprocess.run(
+        [sys.executable, "-v", "-c", "import %s._supervisor" % _experiment.PACKAGE],
+        env=dict(os.environ, PYTHONPATH=root, PYTHONDONTWRITEBYTECODE="1"), capture_output=True, text=True)
+    assert probe.returncode == 0, probe.stderr[-2000:]
+    assert "code object from '%s" % os.path.join(package, "__pycache__") in probe.stderr
+    assert "matches %s" % os.path.join(package, "_supervisor.py") in probe.stderr

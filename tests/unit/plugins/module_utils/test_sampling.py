@@ -287,9 +287,25 @@ def test_recovery(tmp_path, clock, case, series, options, duration, count, recov
     want = {"recovered": recovered, "seconds": seconds, "within_percent": within, "timeout_seconds": duration,
             "band_bytes": band}
     if recovered is False:
-        want["below_baseline"] = False  # these series end above the band
+        # These series end above the band; without baseline_rss_bytes the anonymous side is unknown.
+        want.update(below_baseline=False, anon_back=None, stress_released=False)
     assert out["recovery"] == want
     assert recovery["within_percent"] == within  # the caller's dict is left as it was
+
+
+@pytest.mark.parametrize("anon_offset, released", [(0, True), (-20 * MI, False)])
+def test_recovery_tells_a_released_stress_by_its_anonymous_memory(tmp_path, clock, anon_offset, released):
+    """A working set that stays above the band, with the anonymous memory at its baseline (then 20 MiB over it)."""
+    target = Target(FakeNode(tmp_path, "v2.txt"), PATHS["v2.txt"])
+    script(clock, [(target, ws_points([300]))])
+    [first] = sample_targets([target.resolved], str(tmp_path / "proc"), 0, 1.0, clock=clock)
+    anon = first["samples"][0]["rss_bytes"]
+    script(clock, [(target, ws_points([300]))])
+    recovery = {"baseline_working_set_bytes": BASELINE, "within_percent": 10, "baseline_rss_bytes": anon + anon_offset}
+    [out] = sample_targets([target.resolved], str(tmp_path / "proc"), 3, 1.0, recovery=recovery, clock=clock)
+    got = out["recovery"]
+    assert (got["recovered"], got["below_baseline"]) == (False, False)
+    assert (got["anon_back"], got["stress_released"]) == (released, released)
 
 
 def test_recovery_waits_for_every_target(tmp_path, clock):

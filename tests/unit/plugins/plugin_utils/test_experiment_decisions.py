@@ -603,6 +603,10 @@ def test_failure_step(control, error, play_hosts, change, want):
     ({"name": "e1", "expected_hosts": ["a", "b", "c"]}, None, ["a", "b", "c"], "stress-report-e1"),
     ({"name": "e1", "report_basename": " mine "}, "42", ["a", "b"], "mine"),
     ({"name": "e1", "expected_hosts": [], "report_basename": ""}, 42, ["a", "b"], "stress-report-e1-job42"),
+    # An AWX survey or -e gives one comma-separated string, as Ansible's list type reads it.
+    ({"name": "e1", "expected_hosts": "node1, node2,node3"}, None, ["node1", "node2", "node3"], "stress-report-e1"),
+    ({"name": "e1", "expected_hosts": "node3"}, None, ["node3"], "stress-report-e1"),
+    ({"name": "e1", "expected_hosts": ""}, None, ["a", "b"], "stress-report-e1"),
 ])
 def test_collect_step(v, awx_job_id, expected, basename):
     out = _experiment_decisions.collect_step({"b": (None, "no target"), "a": ({"format_version": 1}, "")}, v, awx_job_id)
