@@ -19,6 +19,9 @@ heartbeat every 5 s, dead-man 30 s) on fleets of --full-nodes (1, 3, 10, 30, 50)
 overhead (wall - 30 s), heartbeat round p50/p95, controller CPU-seconds per node (ansible-playbook
 and its workers), and how each node ended. Targets: every node ends at its deadline; overhead
 <= 15 s at 3 nodes and <= 30 s at 30; heartbeat round p95 <= a third of the dead-man at 30 nodes.
+On the same fleet, before it, a bare play (seven ansible.builtin.ping rounds and a 30 s pause) gives
+the yardstick of the controller's share: at 30 nodes the full run's overhead is at most 1.5 times the
+bare play's, and the controller spends at most 1 CPU-second per node.
 docs/guides/scale.md has the table and the plan for 1,000 nodes built from these figures.
 """
 
@@ -35,11 +38,16 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from tests.integration.fleet_fixtures import ANSIBLE_PLAYBOOK, ENV, down, up  # noqa: E402
-from tests.integration.fleet_scale import full_run  # noqa: E402
+from tests.integration.fleet_scale import bare_run, full_run  # noqa: E402
 
 TARGET_RATIO = 1.3
 OVERHEAD_TARGETS = {3: 15.0, 30: 30.0}   # nodes: seconds
 HEARTBEAT_SHARE_NODES = 30               # heartbeat p95 <= a third of the dead-man from here on
+# The controller's share (issue 22), at 30 nodes: the full run's overhead over the bare play's (seven ping
+# rounds and the same pause, fleet_scale.BARE_PLAY), and the controller's CPU per node.
+SHARE_NODES = 30
+SHARE_RATIO_ANCHOR = 1.5
+CPU_PER_NODE_ANCHOR = 1.0
 SIZE = "32Mi"
 
 PLAYBOOKS = {
@@ -142,10 +150,13 @@ def full_runs(sizes):
         fleet = up(count)
         try:
             with tempfile.TemporaryDirectory(prefix="cf-bench-report-") as reports:
+                bare = bare_run(fleet, reports)
                 row = full_run(fleet, "bench-full-%d-%d" % (os.getpid(), count), reports)
         finally:
             down(fleet)
         row.pop("log_tail")
+        row["bare"] = bare
+        row["share_ratio"] = round(row["overhead_seconds"] / max(bare["overhead_seconds"], 0.1), 2)
         problems = []
         if row["endings"] != {"deadline": count}:
             problems.append("not every node ended at its deadline")
@@ -154,14 +165,21 @@ def full_runs(sizes):
         if count >= HEARTBEAT_SHARE_NODES and (row["heartbeat_p95_seconds"] or 0) > \
                 (row["heartbeat_timeout_seconds"] or 0) / 3.0:
             problems.append("heartbeat p95 over a third of the dead-man")
+        if count == SHARE_NODES and row["share_ratio"] > SHARE_RATIO_ANCHOR:
+            problems.append("overhead %.2fx the bare play's (anchor %.1f)" % (row["share_ratio"], SHARE_RATIO_ANCHOR))
+        if count == SHARE_NODES and row["cpu_seconds_per_node"] > CPU_PER_NODE_ANCHOR:
+            problems.append("controller CPU %.2f s per node (anchor %.1f)" % (row["cpu_seconds_per_node"],
+                                                                              CPU_PER_NODE_ANCHOR))
         row["problems"] = problems
         ok = ok and not problems
         rows.append(row)
-    print("nodes | wall | overhead | heartbeat p50 / p95 (dead-man) | controller CPU-s per node | endings | targets")
+    print("nodes | wall | overhead (bare play, ratio) | heartbeat p50 / p95 (dead-man) | controller CPU-s per node "
+          "(bare) | endings | targets")
     for row in rows:
-        print("%5d | %5.1fs | %6.1fs | %5s / %5s s (%s s) | %6.2f | %s | %s" % (
-            row["nodes"], row["wall_seconds"], row["overhead_seconds"], row["heartbeat_p50_seconds"],
-            row["heartbeat_p95_seconds"], row["heartbeat_timeout_seconds"], row["cpu_seconds_per_node"],
+        print("%5d | %5.1fs | %6.1fs (%5.1fs, %.2f) | %5s / %5s s (%s s) | %6.2f (%.2f) | %s | %s" % (
+            row["nodes"], row["wall_seconds"], row["overhead_seconds"], row["bare"]["overhead_seconds"],
+            row["share_ratio"], row["heartbeat_p50_seconds"], row["heartbeat_p95_seconds"],
+            row["heartbeat_timeout_seconds"], row["cpu_seconds_per_node"], row["bare"]["cpu_seconds_per_node"],
             ", ".join("%s %d" % item for item in sorted(row["endings"].items())),
             "ok" if not row["problems"] else "; ".join(row["problems"])))
     return rows, ok

@@ -147,8 +147,9 @@ results:
     recovery:
       description:
         - With O(recovery), C(recovered), C(seconds), C(within_percent), C(timeout_seconds).
-        - When not recovered, C(below_baseline), C(anon_back) and C(stress_released) (the working set ended
-          under the band, or the anonymous memory is back within it: what is left off is the page cache).
+        - When not recovered, C(below_baseline), C(anon_back) and C(stress_released). The stress is released when
+          the working set ended under the band, or when the anonymous memory is back within it; what is still off
+          is then the page cache.
       type: dict
 experiment_result:
   description: With O(experiment), the experiment's record in the report's result format (format_version 1).

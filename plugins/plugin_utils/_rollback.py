@@ -10,6 +10,27 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 
+GLOB_CHARACTERS = "*?["
+
+
+def selection(experiments):
+    """Which experiments the rollback role ends, from ``rollback_experiments``: a list, or one comma-separated
+    string as an AWX survey's text field gives it. {names, patterns, list_node}: with no names, or a shell-style
+    pattern among them, the node's experiments are listed and matched (``patterns``, ``*`` for all); otherwise
+    the names are stopped as they are (a name the node does not have is left out of the report)."""
+    if experiments is None:
+        experiments = []
+    if isinstance(experiments, str):
+        experiments = experiments.split(",")
+    names = []
+    for name in experiments:
+        name = str(name).strip()
+        if name and name not in names:
+            names.append(name)
+    list_node = not names or any(c in name for name in names for c in GLOB_CHARACTERS)
+    return {"names": names, "patterns": names or ["*"], "list_node": list_node}
+
+
 def entry(stop):
     """One experiment's line of rollback_report from one looped stressor result, or None when the
     node did not have it (status absent)."""

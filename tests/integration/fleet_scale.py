@@ -23,18 +23,52 @@ def experiment_vars(name, report_dest, duration=DURATION):
             "experiment_report_dest": str(report_dest)}
 
 
+# The yardstick of the controller's share (issue 22): what Ansible alone costs for a play as long as the
+# experiment, with about as many round trips to each node as an experiment has phases.
+BARE_PLAY = """
+- hosts: fleet
+  gather_facts: false
+  tasks:
+    - {ansible.builtin.ping: {}}
+    - {ansible.builtin.ping: {}}
+    - {ansible.builtin.ping: {}}
+    - {ansible.builtin.pause: {seconds: %d}}
+    - {ansible.builtin.ping: {}}
+    - {ansible.builtin.ping: {}}
+    - {ansible.builtin.ping: {}}
+    - {ansible.builtin.ping: {}}
+"""
+
+
 def children_cpu():
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
 
 
-def full_run(fleet, name, report_dest, duration=DURATION, timeout=900):
-    """Run the playbook once; returns wall time, overhead, controller CPU, heartbeat figures and endings."""
-    cmd = playbook_cmd(fleet, "chaosfleet.stress.memory_stress", experiment_vars(name, report_dest, duration))
+def _timed(cmd, timeout):
+    """(process, wall seconds, controller CPU-seconds of ansible-playbook and its workers)."""
     cpu, started = children_cpu(), time.time()
     proc = subprocess.run(cmd, check=False, cwd=str(REPO), env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           universal_newlines=True, timeout=timeout)
-    wall, cpu = time.time() - started, children_cpu() - cpu
+    return proc, time.time() - started, children_cpu() - cpu
+
+
+def bare_run(fleet, playbook_dir, duration=DURATION, timeout=900):
+    """The bare play (BARE_PLAY) on the same fleet: wall time, overhead over its pause, controller CPU."""
+    path = "%s/bare-play.yml" % playbook_dir
+    with open(path, "w") as handle:
+        handle.write(BARE_PLAY % duration)
+    proc, wall, cpu = _timed(playbook_cmd(fleet, path), timeout)
+    if proc.returncode != 0:
+        raise RuntimeError("the bare play failed:\n" + proc.stdout[-3000:])
+    return {"nodes": len(fleet.nodes), "wall_seconds": round(wall, 1), "overhead_seconds": round(wall - duration, 1),
+            "controller_cpu_seconds": round(cpu, 1), "cpu_seconds_per_node": round(cpu / len(fleet.nodes), 2)}
+
+
+def full_run(fleet, name, report_dest, duration=DURATION, timeout=900):
+    """Run the playbook once; returns wall time, overhead, controller CPU, heartbeat figures and endings."""
+    cmd = playbook_cmd(fleet, "chaosfleet.stress.memory_stress", experiment_vars(name, report_dest, duration))
+    proc, wall, cpu = _timed(cmd, timeout)
     endings = collections.Counter()
     for node in fleet.nodes:
         outcome = fleet.outcome(node, name) or {}

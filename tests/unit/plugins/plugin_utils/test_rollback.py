@@ -2,7 +2,24 @@
 
 import pytest
 
-from ansible_collections.chaosfleet.stress.plugins.plugin_utils._rollback import summary
+from ansible_collections.chaosfleet.stress.plugins.plugin_utils._rollback import selection, summary
+
+
+@pytest.mark.parametrize("given, names, patterns, list_node", [
+    ([], [], ["*"], True),
+    (None, [], ["*"], True),
+    ("", [], ["*"], True),
+    (["a"], ["a"], ["a"], False),
+    # One text field of an AWX survey: names separated by commas, spaces and empty parts left out.
+    ("a", ["a"], ["a"], False),
+    (" a, b ,,a", ["a", "b"], ["a", "b"], False),
+    ("checkout-*", ["checkout-*"], ["checkout-*"], True),
+    (["a", "b?"], ["a", "b?"], ["a", "b?"], True),
+    (["[ab]-1"], ["[ab]-1"], ["[ab]-1"], True),
+    ([" ", ""], [], ["*"], True),
+])
+def test_selection(given, names, patterns, list_node):
+    assert selection(given) == {"names": names, "patterns": patterns, "list_node": list_node}
 
 
 def stop(name, status, changed=False, reason=None, left=None, failed=False, msg=None):
@@ -41,3 +58,11 @@ def test_an_entry_keeps_status_reason_and_the_error_of_a_failed_stop():
     assert out["report"] == [
         {"name": "a", "stopped": False, "status": "unknown", "reason": None, "processes_left": [], "error": "unreachable"},
         {"name": "b", "stopped": False, "status": "unknown", "reason": None, "processes_left": [], "error": None}]
+
+
+def test_the_filter_refuses_what_is_neither_names_nor_a_string():
+    from ansible.errors import AnsibleFilterError
+    from ansible_collections.chaosfleet.stress.plugins.filter.rollback_selection import rollback_selection
+    assert rollback_selection("a,b")["names"] == ["a", "b"]
+    with pytest.raises(AnsibleFilterError, match="rollback_experiments must be a list of names or one comma-separated"):
+        rollback_selection({"a": 1})
