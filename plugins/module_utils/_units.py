@@ -193,6 +193,20 @@ def parse_bool(value, what="value", default=False):
     raise UnitError("%s must be true or false (or yes/no, on/off, 1/0), got %r" % (what, value))
 
 
+def parse_names(value):
+    """A list of names as Ansible's list type reads one: a list, or one comma-separated string (an AWX survey's
+    text field, ``-e key=a,b``). Stripped, empty parts and repeats left out, in the order given."""
+    if value is None:
+        return []
+    parts = value.split(",") if isinstance(value, str) else value
+    names = []
+    for part in parts:
+        name = str(part).strip()
+        if name and name not in names:
+            names.append(name)
+    return names
+
+
 def format_duration(seconds):
     seconds = int(round(seconds))
     hours, rest = divmod(seconds, 3600)

@@ -29,7 +29,7 @@ from ansible_collections.chaosfleet.stress.plugins.module_utils import _result
 from ansible_collections.chaosfleet.stress.plugins.module_utils import _state
 from ansible_collections.chaosfleet.stress.plugins.module_utils._probe_checks import ProbeSpecError, normalize_all
 from ansible_collections.chaosfleet.stress.plugins.module_utils._resolve import SELECTORS
-from ansible_collections.chaosfleet.stress.plugins.module_utils._units import UnitError, parse_bool
+from ansible_collections.chaosfleet.stress.plugins.module_utils._units import UnitError, parse_bool, parse_names
 from ansible_collections.chaosfleet.stress.plugins.plugin_utils import _probes
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,90}$")
@@ -638,19 +638,9 @@ def report_basename(experiment, basename=None, awx_job_id=None):
     return "stress-report-%s%s" % (experiment, ("-job%s" % awx_job_id) if _text(awx_job_id) else "")
 
 
-def host_list(value):
-    """A list of host names as Ansible's list type reads one: a list, or one comma-separated string
-    (an AWX survey or ``-e experiment_expected_hosts=a,b`` gives the string)."""
-    if not value:
-        return []
-    if isinstance(value, str):
-        return [name.strip() for name in value.split(",") if name.strip()]
-    return [str(name) for name in value]
-
-
 def collect_step(hosts, v, awx_job_id=None):
     """What the report task takes: the results (report_input of ``hosts``), the hosts it expects
     (experiment_expected_hosts, else every participant) and the file name (report_basename)."""
     results = report_input(hosts)
-    return {"results": results, "expected_hosts": host_list(v.get("expected_hosts")) or sorted(results),
+    return {"results": results, "expected_hosts": parse_names(v.get("expected_hosts")) or sorted(results),
             "basename": report_basename(v.get("name"), v.get("report_basename"), awx_job_id)}

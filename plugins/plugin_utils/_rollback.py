@@ -9,6 +9,8 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+from ansible_collections.chaosfleet.stress.plugins.module_utils._units import parse_names
+
 
 GLOB_CHARACTERS = "*?["
 
@@ -18,15 +20,7 @@ def selection(experiments):
     string as an AWX survey's text field gives it. {names, patterns, list_node}: with no names, or a shell-style
     pattern among them, the node's experiments are listed and matched (``patterns``, ``*`` for all); otherwise
     the names are stopped as they are (a name the node does not have is left out of the report)."""
-    if experiments is None:
-        experiments = []
-    if isinstance(experiments, str):
-        experiments = experiments.split(",")
-    names = []
-    for name in experiments:
-        name = str(name).strip()
-        if name and name not in names:
-            names.append(name)
+    names = parse_names(experiments)
     list_node = not names or any(c in name for name in names for c in GLOB_CHARACTERS)
     return {"names": names, "patterns": names or ["*"], "list_node": list_node}
 

@@ -1,7 +1,7 @@
 import pytest
 
 from ansible_collections.chaosfleet.stress.plugins.module_utils._units import (
-    UnitError, format_bytes, format_duration, parse_bool, parse_cpu, parse_duration, parse_quantity, parse_size,
+    UnitError, format_bytes, format_duration, parse_bool, parse_cpu, parse_names, parse_duration, parse_quantity, parse_size,
 )
 
 MI = 1024 * 1024
@@ -166,3 +166,12 @@ def test_parse_bool(value, default, expected):
 def test_parse_bool_rejects_unknown_words(value):
     with pytest.raises(UnitError, match="experiment_replace must be true or false"):
         parse_bool(value, "experiment_replace")
+
+
+@pytest.mark.parametrize("value, expected", [
+    (None, []), ("", []), ([], []),
+    ("a", ["a"]), ("node1, node2,node3", ["node1", "node2", "node3"]), (" a,,b , a", ["a", "b"]),
+    (["b", " a ", "", "b"], ["b", "a"]), (("x", 1), ["x", "1"]),
+])
+def test_parse_names(value, expected):
+    assert parse_names(value) == expected
