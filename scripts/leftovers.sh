@@ -13,6 +13,8 @@ done
 ps -eo pid=,args= | awk '/\/run\/cf(dock|agent)-/ && !/awk/ {print "left engine process: " substr($0, 1, 160)}'
 # Stop guards (the experiment role's, plugins/plugin_utils/_stop_guard.py) leave when their experiment ends.
 for d in /tmp/chaosfleet-guard-*; do echo "left stop guard dir: $d"; done
+# Ansible's controller temp dirs of the processes the tests started (tests/conftest.py).
+for d in /tmp/cftest-ansible-local-*; do echo "left Ansible temp dir: $d"; done
 ps -eo pid=,args= | awk '/# chaosfleet-stop-guard/ && !/awk/ {print "left stop guard: " substr($0, 1, 160)}'
 for id in $(runc list -q 2>/dev/null); do echo "left runc container: $id"; done
 for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep -E '^(cffleet|cflab|cfvm)'); do echo "left netns: $ns"; done

@@ -4,21 +4,25 @@
 #
 # Phases (tests/README.md):
 #   1. unit tests, while the cgroup v2 VM boots and the 3-node SSH fleet comes up in the background (named to
-#      pytest in CHAOSFLEET_TEST_VM / CHAOSFLEET_TEST_FLEET); with TEST_OVERLAP=1 a second VM and fleet for
-#      the background pass come up too, niced (their weight drops when the serial pass begins)
+#      pytest in CHAOSFLEET_TEST_VM / CHAOSFLEET_TEST_FLEET); with TEST_OVERLAP=1 a second fleet for the
+#      background pass comes up too, niced (its weight drops when the serial pass begins)
 #   2. serial: the integration tests marked `serial` (time bounds, CPU shares, memory sizes, the kernel's OOM
-#      log), one at a time at normal priority, so that their figures stay honest. Beside it, at the background's
-#      priority (nice 19, idle I/O class, and cpu.shares TEST_BG_SHARES through the guard below): `molecule
-#      test` and scripts/quality.sh, and with TEST_OVERLAP=1 also the parallel pass on its own VM and fleet
-#   3. parallel (TEST_OVERLAP=0): every other integration test on TEST_WORKERS pytest-xdist workers
-#      (--dist loadgroup; groups from tests/integration/conftest.py), with both cores to itself
+#      log) and every test on the emulated VM, one at a time at normal priority, so that their figures stay
+#      honest: first (2a) those marked `alone` (every test on the VM: tests/integration/conftest.py) with
+#      nothing beside them, then the VM goes down, then (2b) the others. With TEST_SIDE=serial or
+#      TEST_OVERLAP=1, beside 2b at the background's priority (nice 19, idle I/O class, and cpu.shares
+#      TEST_BG_SHARES through the guard below): `molecule test` and scripts/quality.sh, and with TEST_OVERLAP=1
+#      also the parallel pass on its own fleet
+#   3. parallel (TEST_OVERLAP=0): every other integration test on TEST_WORKERS pytest-xdist workers (--dist
+#      loadgroup; groups from tests/integration/conftest.py), with molecule and quality.sh beside it unless
+#      TEST_SIDE=serial.
 #
 # Usage: scripts/test.sh [all|unit|integration]
 #   TEST_WORKERS  (default 3) workers of the parallel pass
-#   TEST_OVERLAP  (default 0) 1: the parallel pass runs beside the serial pass, on a second VM and fleet
+#   TEST_OVERLAP  (default 1) the parallel pass runs beside the serial pass's part 2b, on a second fleet; 0:
+#                 after it, at normal priority, on the same fleet (tests/README.md has both layouts' figures)
 #   TEST_SIDE     (default parallel) where molecule and quality.sh run without overlap: beside the parallel
-#                 pass, or beside the serial pass at the background's priority (`serial`, opt-in like the overlap:
-#                 measured on narrow runs only, see tests/README.md)
+#                 pass, or beside part 2b at the background's priority (`serial`)
 #   TEST_SELECT   a pytest -k expression for both integration passes (a narrow run)
 #   TEST_BG_SHARES (default 15, the weight of a nice-19 process) cpu.shares of each background cgroup while
 #                 the serial pass runs (2: the least)
@@ -30,7 +34,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 export ANSIBLE_DEPRECATION_WARNINGS=False
 scope=${1:-all}
 workers=${TEST_WORKERS:-3}
-overlap=${TEST_OVERLAP:-0}
+overlap=${TEST_OVERLAP:-1}
 side=${TEST_SIDE:-parallel}
 sweep=${TEST_SWEEP:-1}
 bg_shares=${TEST_BG_SHARES:-15}
@@ -41,8 +45,9 @@ python=.venv/bin/python
 logs=$(mktemp -d /tmp/cftest-logs.XXXXXX)
 token=$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
 vm_name="cfvm-$token" fleet_name="cffleet-${token:0:4}"
-# The background pass's own VM and fleet (TEST_OVERLAP=1): no node or VM of the serial pass is shared.
-bg_vm_name="cfvm-$token-bg" bg_fleet_name=$fleet_name
+# The background pass's own fleet (TEST_OVERLAP=1): no node of the serial pass is shared. It needs no VM: every
+# VM test is serial (tests/integration/conftest.py ALONE_GROUPS).
+bg_fleet_name=$fleet_name
 while [ "$bg_fleet_name" = "$fleet_name" ]; do
   bg_fleet_name="cffleet-$(od -An -N2 -tx1 /dev/urandom | tr -d ' \n')"
 done
@@ -56,13 +61,15 @@ cleanup() {
     $python tests/lab/fleet.py down --name "$fleet_name" >/dev/null 2>&1 || true
   fi
   if [ -n "$bg_lab_pid" ]; then
-    $python tests/vm/vm.py down --name "$bg_vm_name" >/dev/null 2>&1 || true
     $python tests/lab/fleet.py down --name "$bg_fleet_name" >/dev/null 2>&1 || true
   fi
   if [ "$sweep" != 0 ]; then
     $python tests/lab/lab.py destroy --all >/dev/null 2>&1 || true
     $python tests/lab/fleet.py down --all >/dev/null 2>&1 || true
     $python tests/vm/vm.py down --all >/dev/null 2>&1 || true
+    # A pytest killed mid-run (make test interrupted) skips its fixtures' teardown: the engine and agent labs too.
+    $python tests/lab/engines.py down --all >/dev/null 2>&1 || true
+    $python tests/lab/agents.py down --all >/dev/null 2>&1 || true
   fi
   stop_guard
 }
@@ -151,15 +158,17 @@ pytest_pass() {
   return "$rc"
 }
 
-# The VM and the fleet for an integration pass (the serial pass's, or with a suffix the background pass's); a
-# failure is a failed phase, and the fixtures then try on their own (and say why they cannot).
-shared_lab() {  # shared_lab VM FLEET VM_TIMEOUT SUFFIX
-  local vm_pid fleet_pid rc=0
-  $python tests/vm/vm.py up --name "$1" --timeout "$3" > "$logs/vm$4.json" &
-  vm_pid=$!
+# The VM and the fleet for an integration pass (the serial pass's, or with a suffix the background pass's
+# fleet alone); a failure is a failed phase, and the fixtures then try on their own (and say why they cannot).
+shared_lab() {  # shared_lab VM FLEET VM_TIMEOUT SUFFIX (VM "": a fleet alone)
+  local vm_pid="" fleet_pid rc=0
+  if [ -n "$1" ]; then
+    $python tests/vm/vm.py up --name "$1" --timeout "$3" > "$logs/vm$4.json" &
+    vm_pid=$!
+  fi
   $python tests/lab/fleet.py up --nodes 3 --name "$2" > "$logs/fleet$4.path" &
   fleet_pid=$!
-  wait "$vm_pid" || { echo "vm.py up $1 failed"; rc=1; }
+  [ -z "$vm_pid" ] || wait "$vm_pid" || { echo "vm.py up $1 failed"; rc=1; }
   wait "$fleet_pid" || { echo "fleet.py up $2 failed"; rc=1; }
   return $rc
 }
@@ -168,8 +177,8 @@ shared_lab() {  # shared_lab VM FLEET VM_TIMEOUT SUFFIX
 # and the lab tools put fleet nodes, pods and engines in cgroups of their own at the top of the cpu hierarchy:
 # the guard (guard.py below) gives them, and the background's own cgroup, cpu.shares 2 (tests/README.md).
 write_guard() {  # guard.py NAME PIN READY_FILE SHARES, until SIGTERM:
-  # - the cpu cgroup /NAME for the background's own processes (pytest, ansible, molecule, quality.sh, the second
-  #   VM's qemu), whatever their session; from SIGUSR1 on (phase 2) its cpu.shares are SHARES, and
+  # - the cpu cgroup /NAME for the background's own processes (pytest, ansible, molecule, quality.sh),
+  #   whatever their session; from SIGUSR1 on (phase 2) its cpu.shares are SHARES, and
   # - every other cpu cgroup whose processes all run at nice 19 (the background's fleet nodes, pods, engine
   #   daemons and containers) gets cpu.shares SHARES too, checked twice a second; its own value comes back when
   #   a process at another nice level joins it, and at the end;
@@ -360,14 +369,13 @@ agent_image() {  # the agent image's root filesystem, built once per machine: ne
     || echo "(not built here: the agent fixtures say why)"
 }
 
-background_pass() {  # the parallel pass beside the serial one, on the VM and fleet booted for it
+background_pass() {  # the parallel pass beside the serial one, on the fleet booted for it
   local rc lab_rc lab_seconds
   while [ ! -f "$logs/bg-lab.rc" ]; do sleep 1; done
   read -r lab_rc lab_seconds < "$logs/bg-lab.rc"
-  echo "== its VM and fleet: $lab_seconds s, exit $lab_rc"
-  echo "$lab_seconds s, exit $lab_rc: the background pass's VM and fleet" >> "$logs/times"
+  echo "== its fleet: $lab_seconds s, exit $lab_rc"
+  echo "$lab_seconds s, exit $lab_rc: the background pass's fleet" >> "$logs/times"
   cat "$logs/bg-lab.log"
-  [ -s "$logs/vm-bg.json" ] && export CHAOSFLEET_TEST_VM="$logs/vm-bg.json"
   [ -s "$logs/fleet-bg.path" ] && { CHAOSFLEET_TEST_FLEET=$(cat "$logs/fleet-bg.path"); export CHAOSFLEET_TEST_FLEET; }
   echo "== the background pass: CHAOSFLEET_TEST_VM=${CHAOSFLEET_TEST_VM:-} CHAOSFLEET_TEST_FLEET=${CHAOSFLEET_TEST_FLEET:-}"
   pytest_pass -q -m "not serial" -n "$workers" --dist loadgroup --no-loadscope-reorder --durations=25 \
@@ -394,7 +402,7 @@ if [ "$overlap" = 1 ]; then
   # Niced, in the background's cgroup (at full weight until the serial pass begins); no phase but the
   # background pass waits for it.
   ( started=$SECONDS
-    background shared_lab "$bg_vm_name" "$bg_fleet_name" 600 -bg > "$logs/bg-lab.log" 2>&1
+    background shared_lab "" "$bg_fleet_name" 600 -bg > "$logs/bg-lab.log" 2>&1
     echo "$? $(( SECONDS - started ))" > "$logs/bg-lab.rc" ) &
   bg_lab_pid=$!
   start agent_image
@@ -407,6 +415,12 @@ if [ "$integration" = 1 ]; then
   [ -s "$logs/vm.json" ] && export CHAOSFLEET_TEST_VM="$logs/vm.json"
   [ -s "$logs/fleet.path" ] && export CHAOSFLEET_TEST_FLEET="$(cat "$logs/fleet.path")"
   echo "== the serial pass: CHAOSFLEET_TEST_VM=${CHAOSFLEET_TEST_VM:-} CHAOSFLEET_TEST_FLEET=${CHAOSFLEET_TEST_FLEET:-}"
+  # 2a. The tests marked `alone` (every test of the emulated VM, and those that race on machine-wide kernel
+  # state), with nothing beside them; the VM then goes down (no other test uses it).
+  run pytest_pass -q -m "serial and alone" --durations=15 "${select[@]}" tests/integration
+  $python tests/vm/vm.py down --name "$vm_name" >/dev/null 2>&1
+  unset CHAOSFLEET_TEST_VM
+  # 2b. The other serial tests.
   if [ "$beside_serial" = 1 ]; then
     [ -n "$guard_pid" ] || start_guard 0
     guard_on
@@ -414,9 +428,8 @@ if [ "$integration" = 1 ]; then
     start background molecule test -s default
     [ "$quality" = 1 ] && start background scripts/quality.sh
   fi
-  run pytest_pass -q -m serial --durations=25 "${select[@]}" tests/integration
-  if [ "$overlap" = 1 ]; then  # the serial pass's VM and fleet are done (cleanup repeats it): CPU for the rest
-    $python tests/vm/vm.py down --name "$vm_name" >/dev/null 2>&1
+  run pytest_pass -q -m "serial and not alone" --durations=25 "${select[@]}" tests/integration
+  if [ "$overlap" = 1 ]; then  # the serial pass's fleet is done (cleanup repeats it): CPU for the rest
     $python tests/lab/fleet.py down --name "$fleet_name" >/dev/null 2>&1
   else
     if [ "$beside_serial" = 1 ]; then

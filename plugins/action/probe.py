@@ -18,19 +18,9 @@ import time
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
-from ansible_collections.chaosfleet.stress.plugins.module_utils._probe_checks import PROBE_OPTIONS, set_only
+from ansible_collections.chaosfleet.stress.plugins.module_utils._probe_checks import PROBE_TASK_SPEC, set_only
 from ansible_collections.chaosfleet.stress.plugins.plugin_utils._probes import (
     ProbeSpecError, in_order, node_failure, plan, run_controller, scrub, secrets_of, summary, update_tally,
-)
-
-ARGUMENT_SPEC = dict(
-    probes=dict(type="list", elements="dict", required=True, options=PROBE_OPTIONS),
-    phase=dict(type="str", default="check"),
-    tally=dict(type="dict", default={}),
-    # Try the round again every retry_every seconds until every probe passes or retry_for seconds passed;
-    # the tally keeps the last round (a search level's recovery window).
-    retry_for=dict(type="float", default=0),
-    retry_every=dict(type="float", default=5),
 )
 
 
@@ -41,7 +31,7 @@ class ActionModule(ActionBase):
     def run(self, tmp=None, task_vars=None):
         result = super(ActionModule, self).run(tmp, task_vars)
         del tmp
-        args = self.validate_argument_spec(argument_spec=ARGUMENT_SPEC)[1]
+        args = self.validate_argument_spec(argument_spec=PROBE_TASK_SPEC)[1]
         try:
             probes, node, controller = plan(args["probes"])
         except ProbeSpecError as exc:

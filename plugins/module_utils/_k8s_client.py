@@ -97,6 +97,17 @@ def scrub(text, secrets):
     return text
 
 
+def release_loader_files():
+    """Remove the files the kubeconfig loader wrote for inline certificate and key data.
+
+    The loader removes them at interpreter exit, which an Ansible worker process (it ends with os._exit) never
+    reaches: a controller-side plugin calls this once its requests are done, or every probe round would leave a
+    copy of the kubeconfig's certificates and keys in the temporary directory."""
+    cleanup = getattr(getattr(k8s_config, "kube_config", None), "_cleanup_temp_files", None)
+    if cleanup is not None:
+        cleanup()
+
+
 def build_configuration(params):
     """A kubernetes.client.Configuration from the auth options; raises AuthError."""
     configuration = k8s_client.Configuration()

@@ -131,9 +131,10 @@ class OomTracker(object):
 
     The counter says how many; the log says who. A kill the counter shows but the log does not
     explain within LOG_GRACE seconds (rate-limited or unreadable log) is recorded as "unknown", so
-    log lines that arrive a tick late still name their victim and nothing is counted twice. When the
-    log cannot be read at all, those records say so (``kmsg_unavailable``). With memory.oom.group
-    set, every kill is part of a group kill.
+    log lines that arrive a tick late still name their victim. A line later still, for a kill that
+    happened before such a record, comes back marked ``late``: it takes that record's place
+    (merge_kills), so nothing is counted twice. When the log cannot be read at all, the counter's
+    records say so (``kmsg_unavailable``). With memory.oom.group set, every kill is part of a group kill.
 
     The victim is the stressor only when its PID was seen as a member of a process group the
     supervisor started (``stressor_pids``, which the caller checks against recorded start times);
@@ -153,6 +154,7 @@ class OomTracker(object):
         self.app_pids = set()
         self.from_log = 0
         self.from_counter = 0
+        self.counter_record_times = []  # when each counter record not yet named by a late log line was made
         self.unexplained_since = None
         self.kmsg_error = kmsg_error(kmsg_path) if kmsg_path else None
 
@@ -191,14 +193,20 @@ class OomTracker(object):
                 continue
             self.recorded_pids.add(kill["pid"])
             self.from_log += 1
-            out.append({
+            record = {
                 "t": round(now_wall - (now_mono - kill["mono"]), 3) if kill["mono"] else round(now, 3),
                 "pid": kill["pid"],
                 "comm": kill["comm"] or seen_pids.get(kill["pid"]),
                 "victim": self.victim(kill["pid"]),
                 "group_kill": self.oom_group,
                 "source": "kmsg",
-            })
+            }
+            if self.counter_record_times and (not kill["mono"] or record["t"] <= self.counter_record_times[0]):
+                # The kill a counter record stood for: it is counted once, under its own name.
+                self.counter_record_times.pop(0)
+                self.from_counter -= 1
+                record["late"] = True
+            out.append(record)
         if self.counted <= self.total:
             self.unexplained_since = None
         elif self.unexplained_since is None:
@@ -214,7 +222,9 @@ class OomTracker(object):
             return []
         self.from_counter += missing
         self.unexplained_since = None
-        record = {"t": round(time.time() if now is None else now, 3), "pid": None, "comm": None,
+        now = time.time() if now is None else now
+        self.counter_record_times += [now] * missing
+        record = {"t": round(now, 3), "pid": None, "comm": None,
                   "victim": "unknown", "group_kill": self.oom_group, "source": "counter"}
         if self.kmsg_error:
             record.update(kmsg_unavailable=True, detail="the kernel log cannot be read (%s)" % self.kmsg_error)
@@ -223,6 +233,20 @@ class OomTracker(object):
     @property
     def total(self):
         return self.from_log + self.from_counter
+
+
+def merge_kills(records, found, limit=None):
+    """Add what OomTracker.update or flush returned to ``records`` (at most ``limit``): a ``late`` log
+    record takes the place of the counter record it explains."""
+    for kill in found:
+        if kill.get("late"):
+            index = next((i for i, old in enumerate(records) if old.get("source") == "counter"), None)
+            if index is not None:
+                records[index] = kill
+                continue
+        if limit is None or len(records) < limit:
+            records.append(kill)
+    return records
 
 
 class KernelLog(object):

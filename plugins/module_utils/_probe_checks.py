@@ -439,6 +439,16 @@ PROBE_OPTIONS = dict(
     **probe_spec()
 )
 
+# One probe task (the module and its action): a round of probes, the running tally, and the retry that a
+# search level's recovery window uses (the round again every retry_every seconds, for up to retry_for).
+PROBE_TASK_SPEC = dict(
+    probes=dict(type="list", elements="dict", required=True, options=PROBE_OPTIONS),
+    phase=dict(type="str", default="check"),
+    tally=dict(type="dict", default={}),
+    retry_for=dict(type="float", default=0),
+    retry_every=dict(type="float", default=5),
+)
+
 
 def set_only(spec):
     """A probe definition without the keys Ansible filled with None, aliases under their option's name."""

@@ -15,7 +15,7 @@ import time
 
 from ansible_collections.chaosfleet.stress.plugins.module_utils import _oom
 from ansible_collections.chaosfleet.stress.plugins.module_utils import _state as state
-from ansible_collections.chaosfleet.stress.plugins.module_utils._oom import KernelLog, OomTracker
+from ansible_collections.chaosfleet.stress.plugins.module_utils._oom import KernelLog, OomTracker, merge_kills
 from ansible_collections.chaosfleet.stress.plugins.module_utils._resolve import process_comm
 from ansible_collections.chaosfleet.stress.plugins.module_utils._result import TARGET_IDENTITY_KEYS, build as build_result, target_of
 from ansible_collections.chaosfleet.stress.plugins.module_utils._summary import recovery as recovery_of, summarize
@@ -47,7 +47,7 @@ class Watched(object):
                 self.seen[pid] = process_comm(self.proc_root, pid)
         sample = read_sample(self.target, self.reader)
         self.samples.append(sample)
-        self.oom_kills += self.oom.update(kills, sample["oom_kill_count"], self.seen, (), sample["t"])
+        merge_kills(self.oom_kills, self.oom.update(kills, sample["oom_kill_count"], self.seen, (), sample["t"]))
         return sample
 
     def result(self, recovery=None):
@@ -87,7 +87,8 @@ def sample_targets(targets, proc_root, duration, interval, recovery=None, clock=
             clock.sleep(max(0.0, next_tick - clock.time()))
         kills = log.read() if log.available else []
         for item in watched:
-            item.oom_kills += item.oom.update(kills, item.samples[-1]["oom_kill_count"], item.seen) + item.oom.flush()
+            merge_kills(item.oom_kills, item.oom.update(kills, item.samples[-1]["oom_kill_count"], item.seen))
+            merge_kills(item.oom_kills, item.oom.flush())
     finally:
         if log is not None:
             log.close()
@@ -136,7 +137,8 @@ def experiment_result(experiment, host=None):
     summary_during = summarize(during)
     oom_kills = outcome.get("oom_kills")
     if oom_kills is None:
-        oom_kills = [dict((k, v) for k, v in e.items() if k != "event") for e in events if e.get("event") == "oom_kill"]
+        oom_kills = merge_kills([], [dict((k, v) for k, v in e.items() if k != "event")
+                                     for e in events if e.get("event") == "oom_kill"])
     kind = "memory" if memory else ("cpu" if cpu else "io")
     return build_result(
         host=host or socket.gethostname(),

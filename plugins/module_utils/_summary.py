@@ -206,7 +206,7 @@ def recovery(samples_after_stop, baseline_summary, within_percent, timeout_secon
         # Below the band the app's page cache shrank. Above it, the page cache may have grown back past a
         # baseline taken while part of it was inactive; the anonymous memory says whether the stress's is gone.
         out["below_baseline"] = last["working_set_bytes"] < low
-        anon_mean = ((baseline_summary.get("rss_bytes") or {}).get("mean"))
+        anon_mean = (baseline_summary.get("rss_bytes") or {}).get("mean")
         anon_back = None
         if anon_mean is not None and last.get("rss_bytes") is not None:
             anon_back = last["rss_bytes"] <= anon_mean + (high - mean)

@@ -27,7 +27,7 @@ import time
 
 from ansible_collections.chaosfleet.stress.plugins.module_utils import _state as state
 from ansible_collections.chaosfleet.stress.plugins.module_utils._supervisor_core import Control
-from ansible_collections.chaosfleet.stress.plugins.module_utils._oom import KernelLog, OomTracker
+from ansible_collections.chaosfleet.stress.plugins.module_utils._oom import KernelLog, OomTracker, merge_kills
 from ansible_collections.chaosfleet.stress.plugins.module_utils._plan import cpu_argv, io_argv, memory_argv, raw_argv
 from ansible_collections.chaosfleet.stress.plugins.module_utils._prefetch import prefetch, program_files
 from ansible_collections.chaosfleet.stress.plugins.module_utils._resolve import process_comm, read_pids
@@ -265,11 +265,13 @@ class Supervisor(object):
     def check_oom(self, sample, stressors):
         kills = self.log.read() if self.log.available else []
         found = self.oom.update(kills, sample["oom_kill_count"], self.seen, stressors, sample["t"])
-        for kill in found:
-            if len(self.oom_kills) < OOM_RECORD_LIMIT:
-                self.oom_kills.append(kill)
-            state.append_jsonl(self.path(state.EVENTS), dict(kill, event="oom_kill"))
+        self.record_oom_kills(found)
         return found
+
+    def record_oom_kills(self, found):
+        merge_kills(self.oom_kills, found, OOM_RECORD_LIMIT)
+        for kill in found:
+            state.append_jsonl(self.path(state.EVENTS), dict(kill, event="oom_kill"))
 
     def heartbeat_at(self):
         try:
@@ -330,9 +332,7 @@ class Supervisor(object):
         if self.oom is not None:
             if os.path.isdir(self.primary_dir):
                 self.check_oom(read_sample(self.target, self.reader), set())
-            for kill in self.oom.flush():
-                self.oom_kills.append(kill)
-                state.append_jsonl(self.path(state.EVENTS), dict(kill, event="oom_kill"))
+            self.record_oom_kills(self.oom.flush())
         status = {"deadline": "finished", "stop": "stopped"}.get(reason, "aborted")
         outcome = {
             "status": status,

@@ -140,8 +140,12 @@ results:
       description: min/mean/p95/max of working set, rss and cache; C(cpu_cores); C(throttled_ratio); PSI; OOM count.
       type: dict
     oom_kills:
-      description: OOM kills in the window, with C(pid), C(comm), C(victim) (C(stressor), C(app) or C(unknown)) and
-        C(group_kill).
+      description:
+        - OOM kills in the window, with C(pid), C(comm), C(victim) (C(stressor), C(app) or C(unknown)),
+          C(group_kill) and C(source).
+        - C(source=kmsg) is a kill the kernel log named. C(source=counter) is one the cgroup's OOM counter showed and
+          the log did not explain within 2 seconds (rate-limited or unreadable log). A log line that arrives later
+          still takes the place of that record, with C(late=true), so each kill is one record.
       type: list
       elements: dict
     recovery:

@@ -333,19 +333,13 @@ summary:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.chaosfleet.stress.plugins.module_utils._probe_checks import (
-    PROBE_OPTIONS, ProbeSpecError, normalize_all, run_local,
+    PROBE_TASK_SPEC, ProbeSpecError, normalize_all, run_local,
 )
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
-            probes=dict(type="list", elements="dict", required=True, options=PROBE_OPTIONS),
-            phase=dict(type="str", default="check"),
-            tally=dict(type="dict", default={}),
-            retry_for=dict(type="float", default=0),
-            retry_every=dict(type="float", default=5),
-        ),
+        argument_spec=PROBE_TASK_SPEC,
         supports_check_mode=True,
     )
     try:

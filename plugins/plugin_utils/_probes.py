@@ -103,7 +103,7 @@ def auth_params(auth, environ=None):
 def check_kubernetes(probe, baseline, clock=time.monotonic):
     """Read the probe's pods through the API; returns (result, baseline)."""
     from ansible_collections.chaosfleet.stress.plugins.module_utils._k8s_client import (
-        HAS_KUBERNETES, AuthError, K8sReader, build_configuration)
+        HAS_KUBERNETES, AuthError, K8sReader, build_configuration, release_loader_files)
     from ansible_collections.chaosfleet.stress.plugins.module_utils._k8s_select import ApiError
     started = clock()
     if not HAS_KUBERNETES:
@@ -124,6 +124,8 @@ def check_kubernetes(probe, baseline, clock=time.monotonic):
             pods = reader.list_pods(probe["namespace"], label_selector=probe["label_selector"])
     except (AuthError, ApiError) as exc:
         return judge_kubernetes(probe, None, baseline, clock() - started, str(exc))
+    finally:
+        release_loader_files()
     return judge_kubernetes(probe, pod_states(pods), baseline, clock() - started)
 
 

@@ -275,6 +275,13 @@ def _start_time(pid):
     return None if fields[0] in ("Z", "X") else int(fields[19])  # a zombie is dead, only not reaped yet
 
 
+def ansible_lost_the_interrupt(cause, output):
+    """True when ansible-core itself lost a Ctrl-C: a SIGINT that lands in a fork's logging hook is swallowed
+    ("Exception ignored ... KeyboardInterrupt"), and the worker it killed ends the play with exit 1 ("A worker was
+    found in a dead state"). The stop guard can then only name that exit, not the signal."""
+    return "the playbook ended (exit 1)" in (cause or "") and "A worker was found in a dead state" in output
+
+
 def guard_alive(record):
     return bool(record) and _start_time(record["pid"]) == record["start_time"]
 

@@ -68,7 +68,8 @@ def playbook(path, api, env=None, timeout=600, background=False, **extra_vars):
     """ansible-playbook with no inventory at all: every node is reached through the API."""
     extra_vars.setdefault("k8s_kubeconfig", api.kubeconfig_path)
     argv = [PLAYBOOK, path, "-e", json.dumps(extra_vars)]
-    env = dict(ENV, **(env or {}))
+    # TMPDIR: kubernetes.core's discovery cache (one file per API address) goes, and goes away, with the double
+    env = dict(ENV, TMPDIR=api.workdir, **(env or {}))
     if background:
         return subprocess.Popen(argv, cwd=str(REPO), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                 universal_newlines=True, start_new_session=True)
@@ -298,7 +299,7 @@ def test_an_interrupted_run_through_the_agents_stops_both_nodes_within_five_seco
     outside the group, stops each node through its agent pod (kubectl exec) within 5 s, once per node."""
     import signal
 
-    from tests.integration.fleet_fixtures import guard_alive, guard_record, kill_guard
+    from tests.integration.fleet_fixtures import ansible_lost_the_interrupt, guard_alive, guard_record, kill_guard
 
     lab, agent_lab = cluster["lab"], cluster["agents"]
     name = unique("agent-intr")
@@ -339,7 +340,7 @@ def test_an_interrupted_run_through_the_agents_stops_both_nodes_within_five_seco
     stop = json.loads(record_files[0].read_text())
     assert stop["interrupted"] and stop["unreachable"] == [], stop
     assert sorted(stop["hosts"]) == sorted(NODES) and all(h["stopped"] for h in stop["hosts"].values()), stop
-    if how == "SIGINT":
+    if how == "SIGINT" and not ansible_lost_the_interrupt(stop["cause"], out):
         assert stop["signal"] == "SIGINT"
         # The terminal shows one line per node.
         assert all(("on %s: stopped" % node) in out for node in NODES), out[-2000:]

@@ -213,7 +213,8 @@ def test_kubectl_exec_into_an_agent_pod(agent_lab):
 def ansible_playbook(api, *extra, timeout=600):
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_DEPRECATION_WARNINGS="False",
                ANSIBLE_LOCALHOST_WARNING="False", ANSIBLE_INVENTORY_UNPARSED_WARNING="False",
-               PATH="%s:%s" % (REPO / ".venv" / "bin", os.environ.get("PATH", "")))
+               PATH="%s:%s" % (REPO / ".venv" / "bin", os.environ.get("PATH", "")),
+               TMPDIR=api.workdir)  # kubernetes.core's discovery cache goes there, and with the double
     argv = [str(REPO / ".venv" / "bin" / "ansible-playbook"), "playbooks/agent.yml",
             "-e", json.dumps({"ansible_python_interpreter": sys.executable, "k8s_kubeconfig": api.kubeconfig_path,
                               "agent_wait_timeout": 120})] + list(extra)
@@ -331,6 +332,7 @@ def test_role_deploys_the_agent_and_removes_it(agent_lab):
 def test_role_refuses_a_system_namespace(tmp_path):
     class NoApi:
         kubeconfig_path = str(tmp_path / "unused-kubeconfig")
+        workdir = str(tmp_path)
 
     done = ansible_playbook(NoApi, "-e", "agent_state=absent", "-e", "agent_namespace=kube-system")
     assert done.returncode != 0

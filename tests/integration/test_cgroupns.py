@@ -277,7 +277,7 @@ def test_v2_nsdelegate_stress_from_a_private_namespace_lands_in_the_pod(vm_node,
         baseline = guest_read(vm_node, app["cgroup_path"])["working_set"]
         rc, hosts, raw = run_ansible_module(private, host, "chaosfleet.stress.stressor", {
             "name": name, "container_id": app["id"], "state_dir": state_dir, "memory": {"size": "32Mi"},
-            "duration": "5m"})
+            "duration": "5m", "heartbeat_timeout": "off"})  # a slow guest must not end it on the dead-man
         assert rc == 0 and hosts[host]["status"] == "running", raw
         # From the guest's own (host namespace) cgroup files: the stress is in the pod, its memory rose.
         assert wait_for(lambda: guest_stressors(vm_node, app["cgroup_path"]), 30, interval=1), \

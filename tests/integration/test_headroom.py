@@ -162,11 +162,12 @@ def searches():
 def test_step_search_brackets_the_knee(cache_pod, state_dir, tmp_path, searches):
     """experiment_search: step from 40% to 90% of the limit: the bracket [last_pass, first_fail] holds the knee
     computed from the pod's limit and the app's memory, the edge is the app's latency (no OOM), and each level
-    carries its working set and probe figures."""
+    carries its working set and probe figures. An experiment_search_min_headroom below the edge passes."""
     knee = cache_pod.knee_percent()
     kills = cache_pod.oom_kills()
+    minimum = int(knee) // STEP * STEP - STEP  # a regression check the edge passes
     extra = search_vars(cache_pod.container["id"], tmp_path, state_dir, "hr-step", [http_probe(cache_pod.url)],
-                        experiment_allow_oom=True, **CACHE_RECOVERY)
+                        experiment_allow_oom=True, experiment_search_min_headroom="%d%%" % minimum, **CACHE_RECOVERY)
     run, stats = play(host_inventory(tmp_path), "playbooks/memory_stress.yml", extra)
     search, _report = search_of(tmp_path, "labhost", "hr-step")
     searches["step"] = (search, knee)
@@ -183,26 +184,39 @@ def test_step_search_brackets_the_knee(cache_pod, state_dir, tmp_path, searches)
     passing = [lvl for lvl in search["levels"] if lvl["outcome"] == "pass"]
     assert all(lvl["probes"][0]["ok"] for lvl in passing)
     assert search["ended_by"] == "edge" and search["verdict"] == "pass", describe(search)
+    assert search["last_pass"] >= minimum and search["regression"]["ok"] is True, (search["regression"], minimum)
     assert run.rc == 0, run
     assert stats["chaosfleet_headroom"]["hr-step"]["labhost"]["headroom"] == search["last_pass"], stats
 
 
-def test_bisect_agrees_with_step(cache_pod, state_dir, tmp_path, searches):
-    """Bisection on the same pod and grid finds the same bracket within one step, in fewer levels."""
+def test_bisect_agrees_with_step_and_a_min_headroom_above_its_edge_fails(cache_pod, state_dir, tmp_path, searches):
+    """Bisection on the same pod and grid finds the same bracket within one step, in fewer levels. Its
+    experiment_search_min_headroom lies above the edge: the play fails with the regression in its message, and
+    the report's JSON and set_stats carry the headroom."""
     if "step" not in searches:
         pytest.skip("needs test_step_search_brackets_the_knee's search")
     step, knee = searches["step"]
+    minimum = int(knee) // STEP * STEP + 2 * STEP
     extra = search_vars(cache_pod.container["id"], tmp_path, state_dir, "hr-bisect",
                         [http_probe(cache_pod.url)], experiment_search="bisect", experiment_allow_oom=True,
-                        **CACHE_RECOVERY)
-    run, _stats = play(host_inventory(tmp_path), "playbooks/memory_stress.yml", extra)
-    bisect, _report = search_of(tmp_path, "labhost", "hr-bisect")
+                        experiment_search_min_headroom="%d%%" % minimum, **CACHE_RECOVERY)
+    run, stats = play(host_inventory(tmp_path), "playbooks/memory_stress.yml", extra)
+    bisect, report = search_of(tmp_path, "labhost", "hr-bisect")
     assert bisect["mode"] == "bisect"
     assert bisect["first_fail"] is not None and abs(bisect["first_fail"] - step["first_fail"]) <= STEP, (
         describe(bisect), describe(step))
     assert_brackets_knee(bisect, knee)
     assert len(bisect["levels"]) < len(step["levels"]), (describe(bisect), describe(step))
-    assert run.rc == 0, run
+    found = bisect["last_pass"]
+    assert found < minimum and bisect["regression"]["ok"] is False, (bisect["regression"], minimum)
+    assert bisect["ended_by"] == "edge" and bisect["verdict"] == "fail", describe(bisect)
+    assert run.rc != 0, run
+    assert "regression: headroom %d%% is below the required %d%%" % (found, minimum) in run.text, run
+    assert report["results"]["labhost"]["search"]["headroom_percent"] == found
+    assert stats["chaosfleet_headroom"]["hr-bisect"]["labhost"] == {
+        "headroom": found, "unit": "percent", "headroom_percent": found,
+        "headroom_bytes": cache_pod.limit * found // 100, "first_fail": bisect["first_fail"], "ended_by": "edge",
+        "verdict": "fail"}, stats
 
 
 def test_a_found_edge_is_an_answer_not_a_recovery_failure(cache_pod, headroom_prometheus, state_dir,
@@ -301,41 +315,6 @@ def test_failed_recovery_ends_the_search(cache_pod, headroom_prometheus, state_d
     assert run.rc != 0 and "did not recover" in run.text, run
     assert stats["chaosfleet_headroom"]["hr-recovery"]["labhost"]["ended_by"] == "recovery", stats
     assert cache_pod.latency(5)[1] < 0.05, "the app itself did not come back"
-
-
-# ------------------------------------------------------------------ the regression check
-
-def test_min_headroom_above_the_edge_fails_the_play_below_it_passes(cache_pod, state_dir, tmp_path):
-    """experiment_search_min_headroom above the edge the search finds fails the play with the regression in its
-    message; below it, the play passes. The report's JSON and set_stats carry the headroom."""
-    knee = cache_pod.knee_percent()
-    start = int(knee) // STEP * STEP  # the last level below the knee; the range ends two steps past it
-    results = {}
-    for case, minimum in (("above", start + 3 * STEP), ("below", start - STEP)):
-        name = "hr-regress-" + case
-        extra = search_vars(cache_pod.container["id"], tmp_path, state_dir, name, [http_probe(cache_pod.url)],
-                            experiment_allow_oom=True, experiment_search_from="%d%%" % start,
-                            experiment_search_to="%d%%" % (start + 2 * STEP),
-                            experiment_search_min_headroom="%d%%" % minimum, **CACHE_RECOVERY)
-        run, stats = play(host_inventory(tmp_path), "playbooks/memory_stress.yml", extra)
-        search, report = search_of(tmp_path, "labhost", name)
-        results[case] = (run, stats, search, minimum, report)
-    run, stats, search, minimum, report = results["above"]
-    found = search["last_pass"]
-    assert found is not None and search["first_fail"] is not None and found < minimum, describe(search)
-    assert search["regression"]["ok"] is False and search["verdict"] == "fail", search["regression"]
-    assert run.rc != 0, run
-    assert "regression: headroom %d%% is below the required %d%%" % (found, minimum) in run.text, run
-    assert report["results"]["labhost"]["search"]["headroom_percent"] == found
-    assert stats["chaosfleet_headroom"]["hr-regress-above"]["labhost"] == {
-        "headroom": found, "unit": "percent", "headroom_percent": found,
-        "headroom_bytes": cache_pod.limit * found // 100, "first_fail": search["first_fail"], "ended_by": "edge",
-        "verdict": "fail"}, stats
-    run, stats, search, minimum, report = results["below"]
-    assert search["last_pass"] >= minimum, describe(search)
-    assert search["regression"]["ok"] is True and search["verdict"] == "pass", (search["regression"], describe(search))
-    assert run.rc == 0, run
-    assert stats["chaosfleet_headroom"]["hr-regress-below"]["labhost"]["headroom"] == search["last_pass"], stats
 
 
 # ------------------------------------------------------------------ CPU

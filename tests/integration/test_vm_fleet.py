@@ -12,9 +12,10 @@ from tests.integration.fleet_fixtures import fast_experiment, kill_group, run_pl
 from tests.integration.vm_fixtures import new_vm_name, run_vm, vm_hostvars, vm_lab_hostvars, vm_ssh
 from tests.integration.vm_fixtures import vm_node  # noqa: F401  pylint: disable=unused-import
 
-# With the VM's other tests, on the worker that has the VM (tests/README.md): the shared fleet's tests run on
-# another worker at the same time, so these tests bring v1 nodes of their own (the fixture below).
-pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.xdist_group("vm")]
+# Serial: a ramp's size and a start within a time bound on the emulated VM, which a busy machine bends (two full
+# runs in December 2026 failed both tests in the parallel pass, each passing alone). The module's own v1 nodes
+# (the fixture below) keep it apart from the shared fleet either way.
+pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.serial, pytest.mark.xdist_group("vm")]
 MiB = 1024 * 1024
 
 

@@ -1,9 +1,10 @@
 import os
+import time
 
 import pytest
 
 from ansible_collections.chaosfleet.stress.plugins.module_utils._oom import (
-    KernelLog, OomParser, OomTracker, parse_kmsg_record, parse_oom_messages,
+    KernelLog, OomParser, OomTracker, merge_kills, parse_kmsg_record, parse_oom_messages,
 )
 from tests.unit.nodefix import fixture_path
 
@@ -146,3 +147,52 @@ def test_flush_counts_what_the_log_never_explained():
     assert tracker.update([], 12, {}, now=100.0) == []
     assert [k["source"] for k in tracker.flush(100.5)] == ["counter", "counter"]
     assert tracker.total == 2 and tracker.flush() == []
+
+
+def a_kill(pid, seconds_ago):
+    """A parsed kill of the V1_PATH cgroup, logged ``seconds_ago`` (kernel monotonic time)."""
+    return {"pid": pid, "comm": "httpd", "mono": time.monotonic() - seconds_ago, "oom_memcg": V1_PATH,
+            "task_memcg": V1_PATH}
+
+
+def test_a_log_line_later_than_the_grace_takes_the_counter_records_place():
+    now = time.time()
+    tracker, records = OomTracker(V1_PATH, False, 0, kmsg_path=None), []
+    merge_kills(records, tracker.update([], 1, {7: "httpd"}, now=now - 3))
+    merge_kills(records, tracker.update([], 1, {7: "httpd"}, now=now - 0.5))  # past the grace: a counter record
+    assert [(k["pid"], k["source"]) for k in records] == [(None, "counter")]
+    late = tracker.update([a_kill(7, 4)], 1, {7: "httpd"}, now=now)
+    assert [(k["pid"], k["victim"], k.get("late")) for k in late] == [(7, "app", True)]
+    merge_kills(records, late)
+    assert [(k["pid"], k["source"]) for k in records] == [(7, "kmsg")]
+    assert tracker.total == 1 and tracker.flush(now + 10) == []
+
+
+def test_a_kill_after_the_counter_record_is_a_kill_of_its_own():
+    now = time.time()
+    tracker = OomTracker(V1_PATH, False, 0, kmsg_path=None)
+    tracker.update([], 1, {}, now=now - 30)
+    assert [k["source"] for k in tracker.update([], 1, {}, now=now - 27)] == ["counter"]
+    newer = tracker.update([a_kill(7, 1)], 2, {7: "httpd"}, now=now)
+    assert [(k["pid"], k.get("late")) for k in newer] == [(7, None)]
+    assert tracker.total == 2
+
+
+COUNTER = {"pid": None, "source": "counter"}
+LOGGED = {"pid": 5, "source": "kmsg"}
+LATE = {"pid": 9, "source": "kmsg", "late": True}
+# (case, records before, found, limit, records after)
+MERGES = [
+    ("a late record replaces the first counter record", [LOGGED, COUNTER, COUNTER], [LATE], None,
+     [LOGGED, LATE, COUNTER]),
+    ("a late record with no counter record kept is added", [LOGGED], [LATE], None, [LOGGED, LATE]),
+    ("other records are added in order", [], [LOGGED, COUNTER], None, [LOGGED, COUNTER]),
+    ("the limit holds", [LOGGED], [COUNTER, LOGGED], 2, [LOGGED, COUNTER]),
+    ("at the limit a late record still replaces", [COUNTER, COUNTER], [LATE], 2, [LATE, COUNTER]),
+]
+
+
+@pytest.mark.parametrize("case, before, found, limit, after", MERGES, ids=[m[0] for m in MERGES])
+def test_merge_kills(case, before, found, limit, after):
+    records = list(before)
+    assert merge_kills(records, found, limit) is records and records == after

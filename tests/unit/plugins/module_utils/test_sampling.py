@@ -453,6 +453,9 @@ RECORDED = [
     ("cpu, never held: CPU over every sample; the outcome's empty kill list wins", CPU_PLAN,
      dict(OUTCOME, status="stopped", reason="stop", oom_kills=[]), [dict(KILL, event="oom_kill")], ("cpu", 3),
      "stopped", "stop", {"working_set_increase_bytes": 199 * MI, "cpu_cores": 0.55}, []),
+    ("supervisor lost: a late log line in the events takes its counter record's place", CPU_PLAN, None,
+     [dict(KILL, event="oom_kill", pid=None, source="counter"), dict(KILL, event="oom_kill", pid=432, late=True)],
+     ("cpu", 3), "aborted", "supervisor_lost", {"working_set_increase_bytes": None, "cpu_cores": 0.55}, [432]),
     ("io: the workers of the I/O plan", IO_PLAN, dict(OUTCOME, achieved_increase_bytes=None), [], ("io", 4),
      "finished", "deadline", {"working_set_increase_bytes": None, "cpu_cores": None}, [431]),
 ]

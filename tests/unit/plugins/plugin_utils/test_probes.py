@@ -156,3 +156,24 @@ def test_kubernetes_probe_auth_problems_are_failed_checks(monkeypatch, spec, env
                             "host": "https://127.0.0.1:1", "timeout": "1s"}, **spec))
     checked, _baseline = check_kubernetes(probe, None)
     assert not checked["ok"] and detail in checked["detail"]
+
+
+def test_a_kubernetes_probe_leaves_no_copy_of_inline_credentials(monkeypatch, tmp_path):
+    """The kubeconfig loader writes inline certificate data to temporary files and removes them only at
+    interpreter exit, which an Ansible worker (os._exit) never reaches: each round removes its own, and the
+    next round (same process, same kubeconfig) still connects."""
+    import tempfile
+
+    from tests.k8s_double import ApiDouble, make_pod
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    objects = {"pods": [make_pod("web-%d" % i, "shop", "n1", [{"name": "app", "container_id": "containerd://%064d" % i}],
+                                 labels={"app": "web"}) for i in (1, 2)]}
+    with ApiDouble(objects, token="probe-token-0007", workdir=str(tmp_path / "double")) as api:
+        probe = normalize({"name": "pods", "type": "kubernetes", "namespace": "shop", "label_selector": "app=web",
+                           "kubeconfig": api.kubeconfig_dict(inline_ca=True), "timeout": "5s"})
+        for _round in range(2):
+            checked, _baseline = check_kubernetes(probe, None)
+            assert checked["ok"], checked["detail"]
+            assert os.listdir(str(scratch)) == []
