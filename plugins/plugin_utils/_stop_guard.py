@@ -12,6 +12,9 @@ playbook's PID with its start time, and waits for one of:
 - the role's normal end (step disarm writes DISARM_FILE): it exits and does nothing;
 - a stop request (STOP_FILE), written by the monitor's worker when ansible-playbook forwards it
   SIGINT or SIGTERM: it stops at once, without waiting for the playbook to exit;
+- the playbook's SIGINT or SIGTERM handler having run (its disposition in /proc/PID/status went
+  from caught to default): it stops, even when ansible-core then lost the KeyboardInterrupt and the
+  play goes on (CPython drops one raised inside an at-fork hook while Ansible forks a worker);
 - the playbook process vanishing (SIGKILL, a second Ctrl-C, SIGTERM, or an exit before the role
   disarmed it): it stops;
 - its bound (the experiment's deadline plus a margin): the nodes ended the stress by themselves,
@@ -105,6 +108,30 @@ def process_state(recorded_start, text):
     if fields[0] in ("Z", "X"):
         return "gone", int(fields[49]) if len(fields) > 49 else None
     return "running", None
+
+
+def caught_signals(status_text):
+    """The set of signals a process catches, from its /proc/PID/status (SigCgt), or None when unreadable."""
+    for line in (status_text or "").splitlines():
+        if line.startswith("SigCgt:"):
+            mask = int(line.split()[1], 16)
+            return frozenset(number for number in range(1, 65) if mask >> (number - 1) & 1)
+    return None
+
+
+def handled_interrupt(armed, current):
+    """SIGINT or SIGTERM when the playbook caught it at arm and no longer does, else None.
+
+    ansible-playbook's handler first resets the signal to its default, then raises KeyboardInterrupt
+    (SIGINT) or kills itself (SIGTERM). A KeyboardInterrupt raised inside an at-fork hook is dropped by
+    CPython and the play goes on; the reset disposition still tells that the interrupt came.
+    """
+    if armed is None or current is None:
+        return None
+    for number in (signal.SIGINT, signal.SIGTERM):
+        if number in armed and number not in current:
+            return SIGNAL_NAMES[number]
+    return None
 
 
 def cause_of(status):
@@ -221,9 +248,9 @@ def _num(value):
 # ---------------------------------------------------------------- small file helpers
 
 
-def read_stat(pid):
+def read_stat(pid, name="stat"):
     try:
-        with open("/proc/%d/stat" % pid) as handle:
+        with open("/proc/%d/%s" % (pid, name)) as handle:
             return handle.read()
     except (OSError, ValueError):
         return None
@@ -540,11 +567,15 @@ def wait(directory, config, clock=time.time, sleep=time.sleep, use_pidfd=True):
         import select  # pylint: disable=import-outside-toplevel
         poller = select.poll()
         poller.register(pidfd, select.POLLIN)
+    armed = caught_signals(read_stat(playbook["pid"], "status"))
     try:
         while True:
             now = clock()
             request = _read_json(os.path.join(directory, STOP_FILE))
             state = process_state(playbook["start_time"], read_stat(playbook["pid"]))
+            if request is None and state[0] == "running":
+                handled = handled_interrupt(armed, caught_signals(read_stat(playbook["pid"], "status")))
+                request = {"signal": handled, "at": now} if handled else None
             what, why = decide(now, config["bound"], os.path.exists(os.path.join(directory, DISARM_FILE)),
                                request, state)
             if what != "wait":
@@ -589,9 +620,12 @@ def main(directory):
 def better_cause(cause, playbook):
     """The cause to report: how the playbook ended when its exit status could be read, else what the stop
     request said. A worker sees SIGTERM both when ansible-playbook got SIGTERM and when it terminates its
-    workers after a Ctrl-C; the playbook's own exit status tells them apart."""
+    workers after a Ctrl-C; the playbook's own exit status tells them apart. SIGINT only ever comes from
+    ansible-playbook's own handler, so it stands against a plain exit (a Ctrl-C that ansible-core lost
+    ends the play with exit 1 when the worker it killed is found dead)."""
     if playbook[0] == "gone" and playbook[1] is not None:
-        return cause_of(playbook[1])
+        ended = cause_of(playbook[1])
+        return cause if cause == "SIGINT" and ended.startswith("exit ") else ended
     return cause
 
 

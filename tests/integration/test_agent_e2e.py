@@ -299,7 +299,8 @@ def test_an_interrupted_run_through_the_agents_stops_both_nodes_within_five_seco
     outside the group, stops each node through its agent pod (kubectl exec) within 5 s, once per node."""
     import signal
 
-    from tests.integration.fleet_fixtures import ansible_lost_the_interrupt, guard_alive, guard_record, kill_guard
+    from tests.integration.fleet_fixtures import (ansible_lost_the_interrupt, guard_alive, guard_record, kill_guard,
+                                                  one_stop_found_it_running)
 
     lab, agent_lab = cluster["lab"], cluster["agents"]
     name = unique("agent-intr")
@@ -330,17 +331,18 @@ def test_an_interrupted_run_through_the_agents_stops_both_nodes_within_five_seco
         kill_guard(record)
     print("agent interrupt %s: stress gone after %s s" % (how, dict((p, round(t, 2)) for p, t in gone.items())))
     assert sorted(gone) == sorted(PICKED) and max(gone.values()) <= 5.0, gone
-    assert run.returncode != 0
+    lost = how == "SIGINT" and ansible_lost_the_interrupt(out)
+    assert run.returncode != 0 or lost
     for pod in PICKED:
         (experiment,) = [e for n, e in experiments(agent_lab, node_of(pod)).items() if n.startswith(name)]
-        assert len(events(experiment, "stop_requested")) == 1, node_of(pod)
+        assert one_stop_found_it_running(events(experiment, "stop_requested"), lost), node_of(pod)
         assert experiment.outcome()["reason"] == "stop"
     record_files = list((tmp_path / "reports").rglob("*.stop.json"))
     assert record_files, "no stop record"
     stop = json.loads(record_files[0].read_text())
     assert stop["interrupted"] and stop["unreachable"] == [], stop
     assert sorted(stop["hosts"]) == sorted(NODES) and all(h["stopped"] for h in stop["hosts"].values()), stop
-    if how == "SIGINT" and not ansible_lost_the_interrupt(stop["cause"], out):
+    if how == "SIGINT":
         assert stop["signal"] == "SIGINT"
         # The terminal shows one line per node.
         assert all(("on %s: stopped" % node) in out for node in NODES), out[-2000:]

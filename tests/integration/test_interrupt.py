@@ -20,7 +20,8 @@ import pytest
 
 from tests.integration.fleet_fixtures import fleet  # noqa: F401  pylint: disable=unused-import
 from tests.integration.fleet_fixtures import (ENV, REPO, ansible_lost_the_interrupt, fast_experiment, guard_alive,
-                                              guard_record, kill_group, kill_guard, start_playbook, unique, wait_for)
+                                              guard_record, kill_group, kill_guard, one_stop_found_it_running,
+                                              start_playbook, unique, wait_for)
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.serial]
 
@@ -75,7 +76,7 @@ def send(proc, how):
 class Interrupted(object):
     """One interrupted run: the playbook, its log, the guard's record, and the cleanup on every path."""
 
-    def __init__(self, fleet, tmp_path, name, **overrides):
+    def __init__(self, fleet, tmp_path, name, env=None, **overrides):
         self.fleet, self.name = fleet, name
         self.guards = tmp_path / "guards"
         self.reports = tmp_path / "reports"
@@ -83,7 +84,7 @@ class Interrupted(object):
         values = fast_experiment(experiment_name=name, experiment_duration="120s",
                                  experiment_report_dest=str(self.reports), experiment_stop_guard_dir=str(self.guards))
         values.update(overrides)
-        self.proc = start_playbook(fleet, "chaosfleet.stress.memory_stress", values, log_path=str(self.log))
+        self.proc = start_playbook(fleet, "chaosfleet.stress.memory_stress", values, log_path=str(self.log), env=env)
         self.guard = None
 
     def wait_holding(self):
@@ -119,7 +120,7 @@ def test_an_interrupted_run_stops_every_node_within_five_seconds(fleet, tmp_path
         time.sleep(1)  # a heartbeat or two in, as a person reaching for Ctrl-C
         sent = send(run.proc, how)
         gone = gone_times(fleet, fleet.nodes, sent, 20)
-        rc = run.proc.wait(timeout=60)
+        rc = run.proc.wait(timeout=120)  # after a Ctrl-C that ansible-core lost, the play goes on to its end
         assert wait_for(lambda: len(run.lines()) >= 1 + len(fleet.nodes), 15, interval=0.1), run.text()[-3000:]
         assert wait_for(lambda: not guard_alive(run.guard), 15, interval=0.1), "the guard outlived its stop"
     finally:
@@ -127,17 +128,16 @@ def test_an_interrupted_run_stops_every_node_within_five_seconds(fleet, tmp_path
     print("%s: signal -> last stress gone per node: %s" % (how, dict((n, round(s, 2)) for n, s in gone.items())))
     for node, seconds in gone.items():
         assert seconds is not None and seconds <= PROMISE_SECONDS, (node, gone, run.text()[-3000:])
-    assert rc != 0
+    lost = how.startswith("SIGINT") and ansible_lost_the_interrupt(run.text())
+    assert rc != 0 or lost
     for node in fleet.nodes:
-        assert len(stops(fleet, node, name)) == 1, (node, events(fleet, node, name))
+        assert one_stop_found_it_running(stops(fleet, node, name), lost), (node, events(fleet, node, name))
         assert fleet.outcome(node, name)["reason"] == "stop", fleet.outcome(node, name)
     lines = run.lines()
     expected_signal = {"SIGINT": "SIGINT", "SIGINTx2": "SIGINT", "SIGTERM": "SIGTERM", "cancel": None}[how]
     header = lines[0]
     assert "experiment %s interrupted" % name in header, lines
-    # The stop above holds either way; only the signal's name can be lost, by ansible-core itself.
-    lost_by_ansible = how.startswith("SIGINT") and ansible_lost_the_interrupt(header, run.text())
-    if expected_signal and not lost_by_ansible:
+    if expected_signal:
         assert "(%s)" % expected_signal in header, lines
     for node in fleet.nodes:
         assert len([l for l in lines if " on %s: stopped," % node in l]) == 1, lines
@@ -146,10 +146,45 @@ def test_an_interrupted_run_stops_every_node_within_five_seconds(fleet, tmp_path
     assert sorted(record["hosts"]) == fleet.nodes
     for node in fleet.nodes:
         assert record["hosts"][node]["stopped_at"] - sent <= PROMISE_SECONDS + 1
-    if expected_signal and not lost_by_ansible:
+    if expected_signal:
         assert record["signal"] == expected_signal
     # Nothing of the guard is left: its directory (with the hosts' connection variables) is gone.
     assert list(run.guards.glob("chaosfleet-guard-*")) == []
+
+
+# Makes ansible-playbook drop its KeyboardInterrupt as ansible-core does when a Ctrl-C lands while it forks
+# a worker (measured: 1 of 12 Ctrl-Cs on a fork-heavy play; the CI run of 2026-12-07 hit it).
+LOSES_CTRL_C = {"ANSIBLE_CALLBACK_PLUGINS": str(Path(__file__).parent / "plugins" / "callback"),
+                "ANSIBLE_CALLBACKS_ENABLED": "lose_ctrl_c"}
+
+
+def test_a_ctrl_c_that_ansible_core_loses_still_stops_every_node_within_five_seconds(fleet, tmp_path):
+    """The play goes on after the lost Ctrl-C, but ansible-playbook's handler reset SIGINT to its default
+    before it raised: the guard reads that in /proc/PID/status and stops every node. The play then sees every
+    node ended, rolls back (a second, harmless stop request: running false) and ends: with exit 1 when the
+    SIGINT that ansible-playbook forwarded killed a worker, else as a finished run with an inconclusive verdict."""
+    name = unique("intrlost")
+    run = Interrupted(fleet, tmp_path, name, env=LOSES_CTRL_C)
+    try:
+        run.wait_holding()
+        time.sleep(1)
+        sent = send(run.proc, "SIGINT")
+        gone = gone_times(fleet, fleet.nodes, sent, 20)
+        rc = run.proc.wait(timeout=120)
+    finally:
+        run.close()
+    print("lost SIGINT: signal -> last stress gone per node: %s; the play ended %s" % (
+        dict((n, round(s, 2)) for n, s in gone.items()), rc))
+    assert ansible_lost_the_interrupt(run.text()) and "Exception ignored in: lose_ctrl_c" in run.text()
+    for node, seconds in gone.items():
+        assert seconds is not None and seconds <= PROMISE_SECONDS, (node, gone, run.text()[-3000:])
+    lines = run.lines()
+    assert "experiment %s interrupted (SIGINT)" % name in lines[0], lines
+    for node in fleet.nodes:
+        assert len([l for l in lines if " on %s: stopped," % node in l]) == 1, lines
+        assert fleet.outcome(node, name)["reason"] == "stop", fleet.outcome(node, name)
+        assert one_stop_found_it_running(stops(fleet, node, name), lost=True), events(fleet, node, name)
+    assert rc in (0, 1), run.text()[-3000:]
 
 
 def test_a_node_the_stop_cannot_reach_is_named_and_its_dead_man_ends_it(fleet, tmp_path):

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from tests.integration.fleet_fixtures import fleet  # noqa: F401  pylint: disable=unused-import
-from tests.integration.fleet_fixtures import (fast_experiment, guard_alive, guard_record, kill_group, kill_guard,
-                                              run_playbook, start_playbook, unique, wait_for)
+from tests.integration.fleet_fixtures import (ansible_lost_the_interrupt, fast_experiment, guard_alive, guard_record,
+                                              kill_group, kill_guard, one_stop_found_it_running, run_playbook,
+                                              start_playbook, stop_experiment, unique, wait_for)
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -115,7 +116,11 @@ def test_failed_task_on_one_host_stops_it_once_and_the_others_finish(fleet, tmp_
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_interrupted_playbook_stops_each_node_exactly_once(fleet, tmp_path, sig):
     """Ctrl-C (SIGINT) or a job runner's SIGTERM to the whole group: the stop guard stops every node at once,
-    with one stop request each (tests/integration/test_interrupt.py measures each way of interrupting)."""
+    with one stop request each (tests/integration/test_interrupt.py measures each way of interrupting).
+
+    ansible-core now and then loses a Ctrl-C that lands while it forks a worker, and the play goes on: the
+    guard still stops every node at once (it reads the playbook's reset handler), and the play's own rollback
+    then adds a second request that finds the stress ended (running false)."""
     name = unique("intr")
     values = fast_experiment(experiment_name=name, experiment_duration="120s", experiment_report_dest=str(tmp_path),
                              experiment_stop_guard_dir=str(tmp_path / "guards"))
@@ -127,16 +132,20 @@ def test_interrupted_playbook_stops_each_node_exactly_once(fleet, tmp_path, sig)
         guard = guard_record(tmp_path / "guards")
         os.killpg(proc.pid, sig)  # as Ctrl-C (SIGINT) or a job runner's cancel (SIGTERM) does
         interrupted = time.time()
-        rc = proc.wait(timeout=60)
         assert wait_for(lambda: all(fleet.outcome(n, name) for n in fleet.nodes), 10, interval=0.1)
+        rc = proc.wait(timeout=120)
         assert wait_for(lambda: not guard_alive(guard), 15, interval=0.1)
     finally:
         if proc.poll() is None:
             kill_group(proc)
         kill_guard(guard)
-    assert rc != 0
+        if not all(fleet.outcome(n, name) for n in fleet.nodes):
+            stop_experiment(fleet, name)
+    log = (tmp_path / "run.log").read_text()
+    lost = sig == signal.SIGINT and ansible_lost_the_interrupt(log)
+    assert rc != 0 or lost, log[-3000:]
     for node in fleet.nodes:
         outcome = fleet.outcome(node, name)
         assert outcome["reason"] == "stop", (node, outcome)
         assert outcome["ended_at"] <= interrupted + 5
-        assert len(stops(fleet, node, name)) == 1, (node, events(fleet, node, name))
+        assert one_stop_found_it_running(stops(fleet, node, name), lost), (node, events(fleet, node, name))

@@ -182,6 +182,72 @@ def test_wait_stops_when_the_playbook_is_killed_and_names_the_signal(guard_dir):
         proc.wait()
 
 
+SIGCGT_CASES = [
+    # name, SigCgt at arm, SigCgt now, signal the guard names
+    ("nothing happened", "0000000180004002", "0000000180004002", None),
+    ("Ctrl-C: SIGINT reset to its default", "0000000180004002", "0000000180004000", "SIGINT"),
+    ("SIGTERM reset to its default", "0000000180004002", "0000000180000002", "SIGTERM"),
+    ("SIGINT was never caught", "0000000180004000", "0000000180000000", "SIGTERM"),
+    ("caught neither at arm", "0000000000000000", "0000000000000000", None),
+    ("status unreadable now (the process is gone)", "0000000180004002", None, None),
+    ("status unreadable at arm", None, "0000000000000000", None),
+]
+
+
+@pytest.mark.parametrize("armed, now, expected", [c[1:] for c in SIGCGT_CASES], ids=[c[0] for c in SIGCGT_CASES])
+def test_a_reset_handler_means_the_playbook_was_interrupted(armed, now, expected):
+    def status(mask):
+        return None if mask is None else "Name:\tansible-playboo\nSigIgn:\t0000000000001000\nSigCgt:\t%s\n" % mask
+    assert guard.handled_interrupt(guard.caught_signals(status(armed)), guard.caught_signals(status(now))) == expected
+
+
+def test_caught_signals_reads_this_process():
+    previous = signal.signal(signal.SIGUSR1, lambda *_: None)
+    try:
+        assert signal.SIGUSR1 in guard.caught_signals(guard.read_stat(os.getpid(), "status"))
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert signal.SIGUSR1 not in guard.caught_signals(guard.read_stat(os.getpid(), "status"))
+
+
+# ansible-playbook's handler resets SIGINT, then raises KeyboardInterrupt; ansible-core loses it when it lands
+# in an at-fork hook ("Exception ignored in: <function _releaseLock>") and the play goes on.
+LOSES_ITS_CTRL_C = """
+import signal, sys, time
+def handler(signum, frame):
+    signal.signal(signum, signal.SIG_DFL)
+    try:
+        raise KeyboardInterrupt()
+    except KeyboardInterrupt:
+        pass
+signal.signal(signal.SIGINT, handler)
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+def test_wait_stops_when_the_playbook_lost_its_ctrl_c_and_runs_on(guard_dir):
+    proc = subprocess.Popen([sys.executable, "-c", LOSES_ITS_CTRL_C], stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline().strip() == b"ready"
+        record = {"pid": proc.pid, "start_time": guard.start_time(guard.read_stat(proc.pid))}
+        waiting = {}
+
+        def clock():
+            if "sent" not in waiting:  # the interrupt comes after the guard read the armed handlers
+                proc.send_signal(signal.SIGINT)
+                waiting["sent"] = time.time()
+            return time.time()
+
+        what, cause, at = guard.wait(str(guard_dir), {"playbook": record, "bound": time.time() + 30}, clock=clock)
+        assert (what, cause) == ("stop", "SIGINT")
+        assert at - waiting["sent"] < 1.0
+        assert proc.poll() is None  # the play went on: only the handler's reset told
+    finally:
+        proc.kill()
+        proc.wait()
+
+
 def test_wait_exits_on_disarm_and_at_the_bound_with_an_injected_clock(guard_dir):
     proc, record = _playbook_like()
     try:
@@ -252,6 +318,9 @@ def test_remove_dir_removes_only_a_guard_directory(tmp_path):
     ("SIGTERM", ("gone", None), "SIGTERM"),     # reaped before we looked: the request stands
     ("SIGTERM", ("running", None), "SIGTERM"),
     ("SIGINT", ("gone", signal.SIGINT), "SIGINT"),
+    ("SIGINT", ("gone", 1 << 8), "SIGINT"),     # ansible-core lost the Ctrl-C; the dead worker ended the play
+    ("SIGTERM", ("gone", 1 << 8), "exit 1"),    # a worker terminated by the cleanup of a failed playbook
+    ("SIGINT", ("gone", signal.SIGKILL), "SIGKILL"),
 ])
 def test_the_playbooks_exit_status_settles_the_cause(cause, playbook, expected):
     assert guard.better_cause(cause, playbook) == expected

@@ -1,0 +1,47 @@
+# -*- coding: utf-8 -*-
+# Copyright (c) 2026, chaosfleet.stress contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Test-only: makes ansible-playbook lose its first Ctrl-C, as ansible-core does by chance.
+
+ansible-core's SIGINT handler resets SIGINT to its default, forwards it to the live workers and raises
+KeyboardInterrupt. When that lands inside an at-fork hook while Ansible forks a worker, CPython prints
+"Exception ignored in: <function _releaseLock ...>" and the play goes on. This callback wraps the handler
+so that the KeyboardInterrupt is always dropped there, the same way.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import signal
+import sys
+
+from ansible.plugins.callback import CallbackBase
+
+DOCUMENTATION = """
+name: lose_ctrl_c
+type: aggregate
+short_description: Test-only, drops ansible-playbook's first KeyboardInterrupt
+description: Used by tests/integration/test_interrupt.py.
+"""
+
+
+class CallbackModule(CallbackBase):
+    CALLBACK_VERSION = 2.0
+    CALLBACK_TYPE = "aggregate"
+    CALLBACK_NAME = "lose_ctrl_c"
+    CALLBACK_NEEDS_ENABLED = True
+
+    def v2_playbook_on_play_start(self, play):
+        handler = signal.getsignal(signal.SIGINT)
+        if not callable(handler) or getattr(handler, "loses_ctrl_c", False):
+            return
+
+        def losing(signum, frame):
+            try:
+                handler(signum, frame)
+            except KeyboardInterrupt:
+                sys.stderr.write("Exception ignored in: lose_ctrl_c\nKeyboardInterrupt\n")
+
+        losing.loses_ctrl_c = True
+        signal.signal(signal.SIGINT, losing)
