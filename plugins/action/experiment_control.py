@@ -138,7 +138,8 @@ class ActionModule(ActionBase):
         host = task_vars["inventory_hostname"]
         why = _experiment_decisions.failure_step(
             host, v, self._var(task_vars, "__experiment_control"), self._var(task_vars, "__experiment_gate"),
-            task_vars["ansible_play_hosts"], self._var(task_vars, "__experiment_error") or "")
+            task_vars["ansible_play_hosts"], self._var(task_vars, "__experiment_error") or "",
+            (self._var(task_vars, "__experiment_disarm") or {}).get("interrupted"))
         out = {"failure": why}
         if why:
             out.update(failed=True, msg="experiment %s on %s: %s" % (v["name"], host, why))
@@ -225,8 +226,9 @@ class ActionModule(ActionBase):
         except (OSError, RuntimeError) as exc:
             raise AnsibleActionFail("experiment %s does not start without its stop guard: %s "
                                     "(experiment_stop_guard=false runs without it)" % (v["name"], exc))
+        caught = _stop_guard.caught_signals(_stop_guard.read_stat(playbook, "status"))
         return dict(guard, armed=True, hosts=hosts, stop_record=config["stop_record"],
-                    start_seconds=round(time.time() - started, 3))
+                    caught=sorted(caught) if caught is not None else None, start_seconds=round(time.time() - started, 3))
 
     def _connection_of(self, task_vars, host):
         """The host's connection variables, templated (the guard's inventory holds values, not templates)."""
@@ -268,8 +270,15 @@ class ActionModule(ActionBase):
         return out
 
     def _disarm(self, args, task_vars):
+        """Dismiss the guard. ``interrupted``: the signal whose handler ran in ansible-playbook since the arm (a
+        Ctrl-C that ansible-core lost: the play went on, and the guard stopped every node)."""
         guard = args.get("guard") or self._var(task_vars, "__experiment_guard") or {}
-        return {"disarmed": _stop_guard.disarm(guard) if guard.get("armed") else False}
+        if not guard.get("armed"):
+            return {"disarmed": False, "interrupted": None}
+        armed = set(guard["caught"]) if guard.get("caught") is not None else None
+        interrupted = _stop_guard.handled_interrupt(
+            armed, _stop_guard.caught_signals(_stop_guard.read_stat(os.getppid(), "status")))
+        return {"disarmed": _stop_guard.disarm(guard), "interrupted": interrupted}
 
     # ------------------------------------------------------------ the headroom search (plugin_utils/_search.py)
 

@@ -597,16 +597,20 @@ def result_step(host, v, seen, state, node, recovery):
                   tally=(seen.get("probe_round") or {}).get("tally"), k8s_target=v.get("k8s_target") or None)
 
 
-def failure_step(host, v, control, gate_out, play_hosts, error):
+def failure_step(host, v, control, gate_out, play_hosts, error, interrupted=None):
     """Why this host's run fails the play (after the report is written), or ''.
 
-    In this order: the node was lost; with experiment_fail_on_abort, the experiment was aborted or
-    a task of this host failed (``error``); with experiment_any_errors_fatal, another participant
-    failed. ``control``: the last tick; ``v``: the role's fail_on_abort and any_errors_fatal.
+    In this order: the playbook was interrupted (``interrupted``: a signal ansible-core lost, so the play
+    went on); the node was lost; with experiment_fail_on_abort, the experiment was aborted or a task of
+    this host failed (``error``); with experiment_any_errors_fatal, another participant failed.
+    ``control``: the last tick; ``v``: the role's fail_on_abort and any_errors_fatal.
     """
     control = control or {}
     lost = ((control.get("hosts") or {}).get(host) or {}).get("lost")
     fail_on_abort = flag(v, "fail_on_abort")
+    if interrupted:
+        return ("interrupted (%s): ansible-core lost the interrupt and the play went on; the stop guard had "
+                "stopped every node" % interrupted)
     if lost:
         return lost
     if fail_on_abort and control.get("abort_reason"):

@@ -158,23 +158,35 @@ LOSES_CTRL_C = {"ANSIBLE_CALLBACK_PLUGINS": str(Path(__file__).parent / "plugins
                 "ANSIBLE_CALLBACKS_ENABLED": "lose_ctrl_c"}
 
 
-def test_a_ctrl_c_that_ansible_core_loses_still_stops_every_node_within_five_seconds(fleet, tmp_path):
+@pytest.mark.parametrize("moment", ["mid-task", "between tasks"])
+def test_a_ctrl_c_that_ansible_core_loses_still_stops_every_node_within_five_seconds(fleet, tmp_path, moment):
     """The play goes on after the lost Ctrl-C, but ansible-playbook's handler reset SIGINT to its default
     before it raised: the guard reads that in /proc/PID/status and stops every node. The play then sees every
-    node ended, rolls back (a second, harmless stop request: running false) and ends: with exit 1 when the
-    SIGINT that ansible-playbook forwarded killed a worker, else as a finished run with an inconclusive verdict."""
+    node ended, rolls back (a second, harmless stop request: running false) and ends failed.
+
+    mid-task: the test sends SIGINT while a tick's task runs; ansible-playbook forwards it to that task's
+    workers, one dies, and the play ends with exit 1. between tasks: ansible-playbook sends it to itself at a
+    task start (no worker to forward it to), the play goes on whole, writes its report, and the role's failure
+    step fails it (exit 2): the disarm step read the reset handler too."""
     name = unique("intrlost")
-    run = Interrupted(fleet, tmp_path, name, env=LOSES_CTRL_C)
+    trigger = tmp_path / "ctrl-c"
+    env = dict(LOSES_CTRL_C, CHAOSFLEET_TEST_CTRL_C_FILE=str(trigger)) if moment == "between tasks" else LOSES_CTRL_C
+    run = Interrupted(fleet, tmp_path, name, env=env)
     try:
         run.wait_holding()
         time.sleep(1)
-        sent = send(run.proc, "SIGINT")
+        if moment == "between tasks":
+            trigger.write_text("")
+            assert wait_for(lambda: (tmp_path / "ctrl-c.sent").exists(), 30, interval=0.02), run.text()[-3000:]
+            sent = float((tmp_path / "ctrl-c.sent").read_text())
+        else:
+            sent = send(run.proc, "SIGINT")
         gone = gone_times(fleet, fleet.nodes, sent, 20)
         rc = run.proc.wait(timeout=120)
     finally:
         run.close()
-    print("lost SIGINT: signal -> last stress gone per node: %s; the play ended %s" % (
-        dict((n, round(s, 2)) for n, s in gone.items()), rc))
+    print("lost SIGINT %s: signal -> last stress gone per node: %s; the play ended %s" % (
+        moment, dict((n, round(s, 2)) for n, s in gone.items()), rc))
     assert ansible_lost_the_interrupt(run.text()) and "Exception ignored in: lose_ctrl_c" in run.text()
     for node, seconds in gone.items():
         assert seconds is not None and seconds <= PROMISE_SECONDS, (node, gone, run.text()[-3000:])
@@ -184,7 +196,12 @@ def test_a_ctrl_c_that_ansible_core_loses_still_stops_every_node_within_five_sec
         assert len([l for l in lines if " on %s: stopped," % node in l]) == 1, lines
         assert fleet.outcome(node, name)["reason"] == "stop", fleet.outcome(node, name)
         assert one_stop_found_it_running(stops(fleet, node, name), lost=True), events(fleet, node, name)
-    assert rc in (0, 1), run.text()[-3000:]
+    if moment == "mid-task":
+        assert rc in (1, 2), run.text()[-3000:]
+    else:
+        assert rc == 2, run.text()[-3000:]
+        assert "interrupted (SIGINT): ansible-core lost the interrupt and the play went on" in run.text()
+        assert (run.reports / ("stress-report-%s.json" % name)).exists()
 
 
 def test_a_node_the_stop_cannot_reach_is_named_and_its_dead_man_ends_it(fleet, tmp_path):

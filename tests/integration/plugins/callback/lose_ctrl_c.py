@@ -7,14 +7,20 @@ ansible-core's SIGINT handler resets SIGINT to its default, forwards it to the l
 KeyboardInterrupt. When that lands inside an at-fork hook while Ansible forks a worker, CPython prints
 "Exception ignored in: <function _releaseLock ...>" and the play goes on. This callback wraps the handler
 so that the KeyboardInterrupt is always dropped there, the same way.
+
+With CHAOSFLEET_TEST_CTRL_C_FILE set, it also sends the Ctrl-C itself, at the first task start after a test
+created that file (no worker runs then, so none dies of the forwarded signal and the play goes on whole), and
+writes the time it sent into the file's place (``<file>.sent``).
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
 import signal
 import sys
+import time
 
 from ansible.plugins.callback import CallbackBase
 
@@ -45,3 +51,12 @@ class CallbackModule(CallbackBase):
 
         losing.loses_ctrl_c = True
         signal.signal(signal.SIGINT, losing)
+
+    def v2_playbook_on_task_start(self, task, is_conditional):
+        trigger = os.environ.get("CHAOSFLEET_TEST_CTRL_C_FILE")
+        if not trigger or not os.path.exists(trigger):
+            return
+        os.unlink(trigger)
+        with open(trigger + ".sent", "w") as out:
+            out.write(repr(time.time()))
+        os.kill(os.getpid(), signal.SIGINT)

@@ -575,27 +575,31 @@ def test_result_step(state, error, want):
 
 
 CONTROL_LOST = {"hosts": {"a": {"lost": "lost contact"}}, "abort_reason": "probe web failed"}
+LOST_CTRL_C = ("interrupted (SIGINT): ansible-core lost the interrupt and the play went on; the stop guard had stopped "
+               "every node")
 FAILURE_CASES = [
-    # (case, control, error, play hosts, v changes, failure)
-    ("clean", {"hosts": {"a": {}}}, "", ["a", "b"], {}, ""),
-    ("lost beats everything", CONTROL_LOST, "x", ["a"], {"fail_on_abort": False}, "lost contact"),
-    ("aborted", {"abort_reason": "probe web failed"}, "x", ["a", "b"], {}, "aborted: probe web failed"),
-    ("aborted, not fatal", {"abort_reason": "probe web failed"}, "", ["a", "b"], {"fail_on_abort": "no"}, ""),
-    ("a task failed", {}, "Inject failed: no", ["a", "b"], {}, "Inject failed: no"),
-    ("a task failed, not fatal", {}, "Inject failed: no", ["a", "b"], {"fail_on_abort": False}, ""),
-    ("another host failed, any_errors_fatal", {}, "", ["a"], {"any_errors_fatal": "yes"},
+    # (case, control, error, play hosts, v changes, interrupted (disarm step), failure)
+    ("clean", {"hosts": {"a": {}}}, "", ["a", "b"], {}, None, ""),
+    ("lost beats the rest", CONTROL_LOST, "x", ["a"], {"fail_on_abort": False}, None, "lost contact"),
+    ("a lost Ctrl-C beats everything", CONTROL_LOST, "x", ["a"], {"fail_on_abort": False}, "SIGINT", LOST_CTRL_C),
+    ("a lost Ctrl-C after a clean run", {"hosts": {"a": {}}}, "", ["a", "b"], {}, "SIGINT", LOST_CTRL_C),
+    ("aborted", {"abort_reason": "probe web failed"}, "x", ["a", "b"], {}, None, "aborted: probe web failed"),
+    ("aborted, not fatal", {"abort_reason": "probe web failed"}, "", ["a", "b"], {"fail_on_abort": "no"}, None, ""),
+    ("a task failed", {}, "Inject failed: no", ["a", "b"], {}, None, "Inject failed: no"),
+    ("a task failed, not fatal", {}, "Inject failed: no", ["a", "b"], {"fail_on_abort": False}, None, ""),
+    ("another host failed, any_errors_fatal", {}, "", ["a"], {"any_errors_fatal": "yes"}, None,
      "another host failed (experiment_any_errors_fatal)"),
-    ("another host failed, tolerated", {}, "", ["a"], {}, ""),
-    ("nothing ran (check mode)", None, "", ["a", "b"], {"any_errors_fatal": True}, ""),
+    ("another host failed, tolerated", {}, "", ["a"], {}, None, ""),
+    ("nothing ran (check mode)", None, "", ["a", "b"], {"any_errors_fatal": True}, None, ""),
 ]
 
 
-@pytest.mark.parametrize("control, error, play_hosts, change, want", [c[1:] for c in FAILURE_CASES],
+@pytest.mark.parametrize("control, error, play_hosts, change, interrupted, want", [c[1:] for c in FAILURE_CASES],
                          ids=[c[0] for c in FAILURE_CASES])
-def test_failure_step(control, error, play_hosts, change, want):
+def test_failure_step(control, error, play_hosts, change, interrupted, want):
     v = dict({"fail_on_abort": True, "any_errors_fatal": False}, **change)
     gate_out = {"participants": ["a", "b"]} if control is not None else None
-    assert _experiment_decisions.failure_step("a", v, control, gate_out, play_hosts, error) == want
+    assert _experiment_decisions.failure_step("a", v, control, gate_out, play_hosts, error, interrupted) == want
 
 
 @pytest.mark.parametrize("v, awx_job_id, expected, basename", [
