@@ -31,6 +31,10 @@ def experiment_file(state_dir, name, filename):
         return json.load(handle)
 
 
+def group_members(pgid):
+    return [p for p in state.all_pids() if state.proc_pgid(p) == pgid and alive(p)]
+
+
 def alive(pid):
     try:
         with open("/proc/%d/stat" % pid) as handle:
@@ -69,7 +73,12 @@ def test_the_heartbeats_own_kill_ends_stress_that_outlived_its_supervisor(state_
     bystander = subprocess.Popen(["sleep", "300"], start_new_session=True)
     gone_supervisor = subprocess.Popen(["true"])
     gone_supervisor.wait()
+    members = []
     try:
+        # The group as a running stress is: the shell and both sleeps. On a loaded machine the shell forks them
+        # late, and a sleep forked after the kill's scan would be nobody's to kill here.
+        assert wait_for(lambda: len(group_members(group.pid)) == 3, 10), group_members(group.pid)
+        members = [(pid, state.proc_start_time(pid)) for pid in group_members(group.pid)]
         experiment = Experiment(state_dir, "orphan")
         state.ensure_root_dir(os.path.dirname(experiment.dir))
         os.mkdir(experiment.dir, 0o700)
@@ -80,11 +89,13 @@ def test_the_heartbeats_own_kill_ends_stress_that_outlived_its_supervisor(state_
         assert experiment.running() and experiment.supervisor_lost()
         experiment.abort_lost()
         assert group.wait(timeout=5) in (-signal.SIGTERM, -signal.SIGKILL)
-        assert wait_for(lambda: not [p for p in state.all_pids() if state.proc_pgid(p) == group.pid and alive(p)], 5)
+        assert wait_for(lambda: not group_members(group.pid), 5), group_members(group.pid)
         assert bystander.poll() is None
         outcome = experiment.outcome()
         assert (outcome["status"], outcome["reason"], outcome["processes_left"]) == ("aborted", "supervisor_lost", [])
     finally:
+        for pid, start in members:  # what this test started, by PID and start time
+            state.send_signal(pid, start, signal.SIGKILL)
         for proc in (group, bystander):
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)  # groups this test started
