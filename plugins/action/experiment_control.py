@@ -226,7 +226,7 @@ class ActionModule(ActionBase):
         except (OSError, RuntimeError) as exc:
             raise AnsibleActionFail("experiment %s does not start without its stop guard: %s "
                                     "(experiment_stop_guard=false runs without it)" % (v["name"], exc))
-        caught = _stop_guard.caught_signals(_stop_guard.read_stat(playbook, "status"))
+        caught = _stop_guard.caught_by(playbook)
         return dict(guard, armed=True, hosts=hosts, stop_record=config["stop_record"],
                     caught=sorted(caught) if caught is not None else None, start_seconds=round(time.time() - started, 3))
 
@@ -276,8 +276,7 @@ class ActionModule(ActionBase):
         if not guard.get("armed"):
             return {"disarmed": False, "interrupted": None}
         armed = set(guard["caught"]) if guard.get("caught") is not None else None
-        interrupted = _stop_guard.handled_interrupt(
-            armed, _stop_guard.caught_signals(_stop_guard.read_stat(os.getppid(), "status")))
+        interrupted = _stop_guard.handled_interrupt(armed, _stop_guard.caught_by(os.getppid()))
         return {"disarmed": _stop_guard.disarm(guard), "interrupted": interrupted}
 
     # ------------------------------------------------------------ the headroom search (plugin_utils/_search.py)

@@ -256,6 +256,11 @@ def read_stat(pid, name="stat"):
         return None
 
 
+def caught_by(pid):
+    """The signals process ``pid`` catches now (None when it cannot be read)."""
+    return caught_signals(read_stat(pid, "status"))
+
+
 def _read_json(path):
     try:
         with open(path) as handle:
@@ -567,14 +572,14 @@ def wait(directory, config, clock=time.time, sleep=time.sleep, use_pidfd=True):
         import select  # pylint: disable=import-outside-toplevel
         poller = select.poll()
         poller.register(pidfd, select.POLLIN)
-    armed = caught_signals(read_stat(playbook["pid"], "status"))
+    armed = caught_by(playbook["pid"])
     try:
         while True:
             now = clock()
             request = _read_json(os.path.join(directory, STOP_FILE))
             state = process_state(playbook["start_time"], read_stat(playbook["pid"]))
             if request is None and state[0] == "running":
-                handled = handled_interrupt(armed, caught_signals(read_stat(playbook["pid"], "status")))
+                handled = handled_interrupt(armed, caught_by(playbook["pid"]))
                 request = {"signal": handled, "at": now} if handled else None
             what, why = decide(now, config["bound"], os.path.exists(os.path.join(directory, DISARM_FILE)),
                                request, state)

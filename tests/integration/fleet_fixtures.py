@@ -288,7 +288,7 @@ def ansible_lost_the_interrupt(output):
     """True when ansible-core dropped a Ctrl-C: its handler raised KeyboardInterrupt inside an at-fork hook while it
     forked a worker (CPython prints "Exception ignored in: ..."), and the play went on. The stop guard still stops
     every node (it reads the reset handler); the play's own rollback then adds a stop request that finds the stress
-    ended, and the play may even end 0 (or 1, when the forwarded SIGINT killed a worker)."""
+    ended, and the play ends failed (1 when the forwarded SIGINT killed a worker, else 2 after its report)."""
     return "Exception ignored in" in output and "KeyboardInterrupt" in output
 
 
