@@ -162,12 +162,26 @@ def test_second_guest_lab_builds_beside_the_first_and_destroy_leaves_nothing(vm_
     prefix = "cflab-" + secrets.token_hex(3)
     lab_py = str(REPO / "tests" / "lab" / "lab.py")
     state_dir = "/run/cfvm-lab"
-    leftovers = ("import os, sys\n"
+    # A process killed by destroy leaves the cgroup before its parent reaps it: for a moment
+    # it still names the removed cgroup. Zombies hold no resource, so only live ones count,
+    # given 5 s to finish exiting.
+    leftovers = ("import os, sys, time\n"
                  "p = sys.argv[1]\n"
-                 "left = [d for d in ('/sys/fs/cgroup/' + p, '/run/' + p, '%s/' + p + '.json')"
+                 "def named(e):\n"
+                 "    try:\n"
+                 "        if open('/proc/%%s/stat' %% e).read().rsplit(')', 1)[1].split()[0] in 'ZX':\n"
+                 "            return False\n"
+                 "        return any(l.split(':', 2)[2].startswith('/' + p + '/')"
+                 " for l in open('/proc/%%s/cgroup' %% e))\n"
+                 "    except (OSError, IndexError):\n"
+                 "        return False\n"
+                 "for _ in range(50):\n"
+                 "    left = [d for d in ('/sys/fs/cgroup/' + p, '/run/' + p, '%s/' + p + '.json')"
                  " if os.path.exists(d)]\n"
-                 "left += [e for e in os.listdir('/proc') if e.isdigit() and"
-                 " any(l.split(':', 2)[2].startswith('/' + p + '/') for l in open('/proc/%%s/cgroup' %% e))]\n"
+                 "    left += [e for e in os.listdir('/proc') if e.isdigit() and named(e)]\n"
+                 "    if not left:\n"
+                 "        break\n"
+                 "    time.sleep(0.1)\n"
                  "print(left)\n" % state_dir)
     try:
         created = vm_ssh(vm_node, GUEST_PYTHON, lab_py, "create", "--prefix", prefix,
