@@ -7,18 +7,21 @@
 #      pytest in CHAOSFLEET_TEST_VM / CHAOSFLEET_TEST_FLEET); with TEST_OVERLAP=1 a second fleet for the
 #      background pass comes up too, niced (its weight drops when the serial pass begins)
 #   2. serial: the integration tests marked `serial` (time bounds, CPU shares, memory sizes, the kernel's OOM
-#      log) and every test on the emulated VM, one at a time at normal priority, so that their figures stay
-#      honest: first (2a) those marked `alone` (every test on the VM: tests/integration/conftest.py) with
-#      nothing beside them, then the VM goes down, then (2b) the others. With TEST_SIDE=serial or
-#      TEST_OVERLAP=1, beside 2b at the background's priority (nice 19, idle I/O class, and cpu.shares
-#      TEST_BG_SHARES through the guard below): `molecule test` and scripts/quality.sh, and with TEST_OVERLAP=1
-#      also the parallel pass on its own fleet
+#      log) and every test on the emulated VM, at normal priority, so that their figures stay honest: first
+#      (2a) those marked `alone` (every test on the VM, the CPU-share and ramp figures), one at a time with
+#      nothing beside them; then the VM goes down; then (2b) the others, two at a time (TEST_SERIAL_WORKERS):
+#      the tests of one shared resource (the fleet, the engines, the headroom searches' pods) all on one
+#      worker (groups from tests/integration/conftest.py). With TEST_SIDE=serial or TEST_OVERLAP=1, beside
+#      2b at the background's priority (nice 19, idle I/O class, and cpu.shares TEST_BG_SHARES through the
+#      guard below): `molecule test` and scripts/quality.sh, and with TEST_OVERLAP=1 also the parallel pass
+#      on its own fleet
 #   3. parallel (TEST_OVERLAP=0): every other integration test on TEST_WORKERS pytest-xdist workers (--dist
 #      loadgroup; groups from tests/integration/conftest.py), with molecule and quality.sh beside it unless
 #      TEST_SIDE=serial.
 #
 # Usage: scripts/test.sh [all|unit|integration]
 #   TEST_WORKERS  (default 3) workers of the parallel pass
+#   TEST_SERIAL_WORKERS (default 2) workers of part 2b; 1: one test at a time
 #   TEST_OVERLAP  (default 1) the parallel pass runs beside the serial pass's part 2b, on a second fleet; 0:
 #                 after it, at normal priority, on the same fleet (tests/README.md has both layouts' figures)
 #   TEST_SIDE     (default parallel) where molecule and quality.sh run without overlap: beside the parallel
@@ -34,6 +37,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 export ANSIBLE_DEPRECATION_WARNINGS=False
 scope=${1:-all}
 workers=${TEST_WORKERS:-3}
+serial_workers=${TEST_SERIAL_WORKERS:-2}
 overlap=${TEST_OVERLAP:-1}
 side=${TEST_SIDE:-parallel}
 sweep=${TEST_SWEEP:-1}
@@ -428,7 +432,9 @@ if [ "$integration" = 1 ]; then
     start background molecule test -s default
     [ "$quality" = 1 ] && start background scripts/quality.sh
   fi
-  run pytest_pass -q -m "serial and not alone" --durations=25 "${select[@]}" tests/integration
+  side_by_side=()
+  [ "$serial_workers" -gt 1 ] && side_by_side=(-n "$serial_workers" --dist loadgroup --no-loadscope-reorder)
+  run pytest_pass -q -m "serial and not alone" "${side_by_side[@]}" --durations=25 "${select[@]}" tests/integration
   if [ "$overlap" = 1 ]; then  # the serial pass's fleet is done (cleanup repeats it): CPU for the rest
     $python tests/lab/fleet.py down --name "$fleet_name" >/dev/null 2>&1
   else

@@ -42,15 +42,18 @@ def state_dir():
 # or that imports that module's helpers, runs wholly in its group (its other tests drive the same tools: vm.py,
 # engines.py, agents.py). A test that needs two (the fleet and the VM in one play) fits on no one worker: it
 # runs in the serial pass. Other tests are grouped by file, so that a module-scoped fixture is built once; each
-# worker builds its own runc lab (the session fixture ``lab``, with its own prefix). An explicit
-# ``xdist_group`` mark wins. tests/README.md explains it all.
+# worker builds its own runc lab (the session fixture ``lab``, with its own prefix). A file that sets
+# ``GROUP_BY_OWN_FIXTURES = True`` has each test grouped by its own fixtures alone (its other tests touch no
+# shared resource). An explicit ``xdist_group`` mark wins. tests/README.md explains it all.
 RESOURCE_GROUPS = {
     "tests.integration.vm_fixtures": "vm",
     "tests.integration.fleet_fixtures": "fleet",
     "tests.integration.engine_fixtures": "docker",
     "tests.integration.agent_fixtures": "docker",
 }
-GROUP_ORDER = {"fleet": 0, "vm": 1, "docker": 2}
+# Handed out first: the serial pass's two workers (scripts/test.sh 2b) start on its two longest groups, the
+# fleet's tests and the headroom searches on this host's lab (about 10 min).
+GROUP_ORDER = {"fleet": 0, "file:test_headroom.py": 1, "vm": 2, "docker": 3}
 # Groups whose tests, and every test of a file that uses them, are serial and alone: the emulated VM's guest
 # starves beside other work (its boot, dead-man and ramp figures drift; tests/README.md has the failures).
 # scripts/test.sh runs them first, with nothing beside them, then takes the VM down.
@@ -82,7 +85,11 @@ def assign_groups(items):
     used = {item: _fixture_groups(item) for item in items}
     by_file = {}
     for item, groups in used.items():
-        by_file.setdefault(item.path, _imported_groups(getattr(item, "module", None))).update(groups)
+        module = getattr(item, "module", None)
+        if getattr(module, "GROUP_BY_OWN_FIXTURES", False):
+            by_file.setdefault(item.path, set())
+        else:
+            by_file.setdefault(item.path, _imported_groups(module)).update(groups)
     for item in items:
         groups, in_file = used[item], by_file[item.path]
         if ALONE_GROUPS & (groups | in_file):

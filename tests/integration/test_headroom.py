@@ -25,6 +25,8 @@ from tests.integration.headroom_fixtures import (  # noqa: F401  (fixtures)
 )
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.serial]
+# Only test_each_node_searches_on_its_own uses the fleet: the others run beside the fleet's tests (conftest.py).
+GROUP_BY_OWN_FIXTURES = True
 STEP = 10  # percent of the limit, the grid of every memory search here
 # The app's own traffic gives p95 < 25 ms at rest here (even with the machine busy), and p50 > 0.2 s, p95 > 0.4 s
 # at the first level of the grid past the knee (see the knee table in headroom_fixtures.py). The thresholds sit

@@ -92,7 +92,10 @@ def test_working_set_increase_matches_the_request(lab, state_dir, case, pod, mem
     assert wait_released(container, baseline)
 
 
+# alone, as the CPU-share test below: in 2b the serial pass runs two tests at a time (scripts/test.sh), and a
+# ramp's line and a quota's share are the figures a neighbour at full priority would bend.
 @pytest.mark.serial
+@pytest.mark.alone
 def test_ramp_is_close_to_linear(lab, state_dir):
     container = lab_container(lab, "hello")
     baseline = settled_working_set(container)
@@ -120,6 +123,7 @@ def cpu_cores_used(container, seconds):
 
 
 @pytest.mark.serial
+@pytest.mark.alone
 @pytest.mark.parametrize("pod", ["hello", "checkout"])
 def test_cpu_load_is_a_share_of_the_quota(lab, state_dir, pod):
     container = lab_container(lab, pod)
