@@ -9,9 +9,9 @@
 #   2. serial: the integration tests marked `serial` (time bounds, CPU shares, memory sizes, the kernel's OOM
 #      log) and every test on the emulated VM, at normal priority, so that their figures stay honest: first
 #      (2a) those marked `alone` (every test on the VM, the CPU-share and ramp figures), one at a time with
-#      nothing beside them; then the VM goes down; then (2b) the others, two at a time (TEST_SERIAL_WORKERS):
-#      the tests of one shared resource (the fleet, the engines, the headroom searches' pods) all on one
-#      worker (groups from tests/integration/conftest.py). With TEST_SIDE=serial or TEST_OVERLAP=1, beside
+#      nothing beside them; then the VM goes down; then (2b) the others, one at a time (TEST_SERIAL_WORKERS=2:
+#      two at a time, the tests of one shared resource on one worker; tests/README.md has why it is not the
+#      default). With TEST_SIDE=serial or TEST_OVERLAP=1, beside
 #      2b at the background's priority (nice 19, idle I/O class, and cpu.shares TEST_BG_SHARES through the
 #      guard below): `molecule test` and scripts/quality.sh, and with TEST_OVERLAP=1 also the parallel pass
 #      on its own fleet
@@ -21,7 +21,7 @@
 #
 # Usage: scripts/test.sh [all|unit|integration]
 #   TEST_WORKERS  (default 3) workers of the parallel pass
-#   TEST_SERIAL_WORKERS (default 2) workers of part 2b; 1: one test at a time
+#   TEST_SERIAL_WORKERS (default 1) pytest-xdist workers of part 2b
 #   TEST_OVERLAP  (default 1) the parallel pass runs beside the serial pass's part 2b, on a second fleet; 0:
 #                 after it, at normal priority, on the same fleet (tests/README.md has both layouts' figures)
 #   TEST_SIDE     (default parallel) where molecule and quality.sh run without overlap: beside the parallel
@@ -37,7 +37,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 export ANSIBLE_DEPRECATION_WARNINGS=False
 scope=${1:-all}
 workers=${TEST_WORKERS:-3}
-serial_workers=${TEST_SERIAL_WORKERS:-2}
+serial_workers=${TEST_SERIAL_WORKERS:-1}
 overlap=${TEST_OVERLAP:-1}
 side=${TEST_SIDE:-parallel}
 sweep=${TEST_SWEEP:-1}

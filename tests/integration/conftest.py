@@ -51,8 +51,8 @@ RESOURCE_GROUPS = {
     "tests.integration.engine_fixtures": "docker",
     "tests.integration.agent_fixtures": "docker",
 }
-# Handed out first: the serial pass's two workers (scripts/test.sh 2b) start on its two longest groups, the
-# fleet's tests and the headroom searches on this host's lab (about 10 min).
+# Handed out first, the longest groups. With TEST_SERIAL_WORKERS=2 (scripts/test.sh, part 2b) the serial
+# pass's two workers start on its two longest, the fleet's tests and the headroom searches on this host's lab.
 GROUP_ORDER = {"fleet": 0, "file:test_headroom.py": 1, "vm": 2, "docker": 3}
 # Groups whose tests, and every test of a file that uses them, are serial and alone: the emulated VM's guest
 # starves beside other work (its boot, dead-man and ramp figures drift; tests/README.md has the failures).

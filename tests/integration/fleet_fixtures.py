@@ -257,12 +257,34 @@ def start_playbook(fleet, playbook, extra_vars=None, limit=None, log_path=None, 
 
 
 def kill_group(proc):
-    """SIGKILL the process group of a playbook we started."""
+    """SIGKILL a playbook we started: its process group, and its workers, which start sessions of their own (a
+    worker hung after an interrupt would outlive its playbook). Stopped first, so that it forks no new worker."""
+    if proc.poll() is not None:
+        return  # reaped: its PID may be another process's now
+    os.kill(proc.pid, signal.SIGSTOP)
+    for pid in _children(proc.pid):
+        try:
+            os.killpg(pid, signal.SIGKILL)  # a worker leads its own session and group
+        except ProcessLookupError:
+            pass
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
     proc.wait(timeout=30)
+
+
+def _children(parent):
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                text = Path("/proc/%s/stat" % entry).read_text()
+            except OSError:
+                continue
+            if int(text[text.rfind(")") + 2:].split()[1]) == parent:
+                found.append(int(entry))
+    return found
 
 
 def guard_record(guards):

@@ -9,8 +9,11 @@ KeyboardInterrupt. When that lands inside an at-fork hook while Ansible forks a 
 so that the KeyboardInterrupt is always dropped there, the same way.
 
 With CHAOSFLEET_TEST_CTRL_C_FILE set, it also sends the Ctrl-C itself, at the first task start after a test
-created that file (no worker runs then, so none dies of the forwarded signal and the play goes on whole), and
-writes the time it sent into the file's place (``<file>.sent``).
+created that file, once the previous task's workers have exited, and writes the time it sent into the file's
+place (``<file>.sent``). No worker runs then, so none dies of the forwarded signal and the play goes on whole.
+(A worker that has sent its result may still be exiting at the next task's start; killed by the forwarded
+SIGINT while it holds the results queue's lock, it leaves every later worker waiting on that lock forever: the
+play then hangs, a hazard of ansible-core's handler that this test is not about.)
 """
 
 from __future__ import absolute_import, division, print_function
@@ -37,11 +40,14 @@ class CallbackModule(CallbackBase):
     CALLBACK_TYPE = "aggregate"
     CALLBACK_NAME = "lose_ctrl_c"
     CALLBACK_NEEDS_ENABLED = True
+    task_queue = None  # ansible-core's TaskQueueManager, whose SIGINT handler this wraps
 
     def v2_playbook_on_play_start(self, play):
         handler = signal.getsignal(signal.SIGINT)
         if not callable(handler) or getattr(handler, "loses_ctrl_c", False):
             return
+
+        self.task_queue = getattr(handler, "__self__", None)
 
         def losing(signum, frame):
             try:
@@ -57,6 +63,10 @@ class CallbackModule(CallbackBase):
         if not trigger or not os.path.exists(trigger):
             return
         os.unlink(trigger)
+        workers = getattr(self.task_queue, "_workers", None) or []
+        deadline = time.time() + 10
+        while time.time() < deadline and any(w is not None and w.is_alive() for w in workers):
+            time.sleep(0.01)
         with open(trigger + ".sent", "w") as out:
             out.write(repr(time.time()))
         os.kill(os.getpid(), signal.SIGINT)
