@@ -274,17 +274,18 @@ def kill_group(proc):
     proc.wait(timeout=30)
 
 
+def _stat_fields(pid):
+    """The fields of /proc/PID/stat after the command name (state first), or None once it is gone."""
+    try:
+        text = Path("/proc/%s/stat" % pid).read_text()
+    except OSError:
+        return None
+    return text[text.rfind(")") + 2:].split()
+
+
 def _children(parent):
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                text = Path("/proc/%s/stat" % entry).read_text()
-            except OSError:
-                continue
-            if int(text[text.rfind(")") + 2:].split()[1]) == parent:
-                found.append(int(entry))
-    return found
+    return [int(entry) for entry in os.listdir("/proc")
+            if entry.isdigit() and (_stat_fields(entry) or [None, None])[1] == str(parent)]
 
 
 def guard_record(guards):
@@ -298,12 +299,8 @@ def guard_record(guards):
 
 
 def _start_time(pid):
-    try:
-        text = Path("/proc/%d/stat" % pid).read_text()
-    except OSError:
-        return None
-    fields = text[text.rfind(")") + 2:].split()
-    return None if fields[0] in ("Z", "X") else int(fields[19])  # a zombie is dead, only not reaped yet
+    fields = _stat_fields(pid)
+    return None if not fields or fields[0] in ("Z", "X") else int(fields[19])  # a zombie is dead, only not reaped
 
 
 def ansible_lost_the_interrupt(output):

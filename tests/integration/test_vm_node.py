@@ -166,19 +166,14 @@ def test_second_guest_lab_builds_beside_the_first_and_destroy_leaves_nothing(vm_
     # it still names the removed cgroup. Zombies hold no resource, so only live ones count,
     # given 5 s to finish exiting.
     leftovers = ("import os, sys, time\n"
+                 "sys.path.insert(0, os.path.dirname(sys.argv[2]))\n"
+                 "import lab\n"
                  "p = sys.argv[1]\n"
-                 "def named(e):\n"
-                 "    try:\n"
-                 "        if open('/proc/%%s/stat' %% e).read().rsplit(')', 1)[1].split()[0] in 'ZX':\n"
-                 "            return False\n"
-                 "        return any(l.split(':', 2)[2].startswith('/' + p + '/')"
-                 " for l in open('/proc/%%s/cgroup' %% e))\n"
-                 "    except (OSError, IndexError):\n"
-                 "        return False\n"
                  "for _ in range(50):\n"
                  "    left = [d for d in ('/sys/fs/cgroup/' + p, '/run/' + p, '%s/' + p + '.json')"
                  " if os.path.exists(d)]\n"
-                 "    left += [e for e in os.listdir('/proc') if e.isdigit() and named(e)]\n"
+                 "    left += [e for e in os.listdir('/proc') if e.isdigit()"
+                 " and lab.pid_alive(int(e)) and lab.pid_in_cgroup_root(int(e), '/' + p)]\n"
                  "    if not left:\n"
                  "        break\n"
                  "    time.sleep(0.1)\n"
@@ -196,7 +191,7 @@ def test_second_guest_lab_builds_beside_the_first_and_destroy_leaves_nothing(vm_
     finally:
         vm_ssh(vm_node, GUEST_PYTHON, lab_py, "destroy", "--prefix", prefix, "--state-dir", state_dir,
                timeout=120, check=False)
-    assert vm_ssh(vm_node, GUEST_PYTHON, "-c", leftovers, prefix).stdout.strip() == "[]"
+    assert vm_ssh(vm_node, GUEST_PYTHON, "-c", leftovers, prefix, lab_py).stdout.strip() == "[]"
 
 
 # ------------------------------------------------------------------ cgroup_info over SSH
