@@ -7,25 +7,25 @@
 #      pytest in CHAOSFLEET_TEST_VM / CHAOSFLEET_TEST_FLEET); with TEST_OVERLAP=1 a second fleet for the
 #      background pass comes up too, niced (its weight drops when the serial pass begins)
 #   2. serial: the integration tests marked `serial` (time bounds, CPU shares, memory sizes, the kernel's OOM
-#      log) and every test on the emulated VM, at normal priority, so that their figures stay honest: first
-#      (2a) those marked `alone` (every test on the VM, the CPU-share and ramp figures), one at a time with
-#      nothing beside them; then the VM goes down; then (2b) the others, one at a time (TEST_SERIAL_WORKERS=2:
-#      two at a time, the tests of one shared resource on one worker; tests/README.md has why it is not the
-#      default). With TEST_SIDE=serial or TEST_OVERLAP=1, beside
-#      2b at the background's priority (nice 19, idle I/O class, and cpu.shares TEST_BG_SHARES through the
-#      guard below): `molecule test` and scripts/quality.sh, and with TEST_OVERLAP=1 also the parallel pass
-#      on its own fleet
+#      log) and every test on the emulated VM, at normal priority, so that their figures stay honest:
+#      2a. those marked `alone` (races on machine-wide kernel state, figures the load average would bend), one
+#          at a time with nothing beside them;
+#      2b. those marked `vm` (the emulated VM's), one at a time; then the VM goes down;
+#      2c. the others, TEST_SERIAL_WORKERS at a time, the tests of one shared resource on one worker.
+#      With TEST_SIDE=serial or TEST_OVERLAP=1, beside 2b and 2c at the background's priority (nice 19, idle
+#      I/O class, and cpu.shares TEST_BG_SHARES through the guard below): `molecule test` and
+#      scripts/quality.sh, and with TEST_OVERLAP=1 also the parallel pass on its own fleet
 #   3. parallel (TEST_OVERLAP=0): every other integration test on TEST_WORKERS pytest-xdist workers (--dist
 #      loadgroup; groups from tests/integration/conftest.py), with molecule and quality.sh beside it unless
 #      TEST_SIDE=serial.
 #
 # Usage: scripts/test.sh [all|unit|integration]
 #   TEST_WORKERS  (default 3) workers of the parallel pass
-#   TEST_SERIAL_WORKERS (default 1) pytest-xdist workers of part 2b
-#   TEST_OVERLAP  (default 1) the parallel pass runs beside the serial pass's part 2b, on a second fleet; 0:
+#   TEST_SERIAL_WORKERS (default 2) pytest-xdist workers of part 2c (1: one test at a time)
+#   TEST_OVERLAP  (default 1) the parallel pass runs beside the serial pass's parts 2b and 2c, on a second fleet; 0:
 #                 after it, at normal priority, on the same fleet (tests/README.md has both layouts' figures)
 #   TEST_SIDE     (default parallel) where molecule and quality.sh run without overlap: beside the parallel
-#                 pass, or beside part 2b at the background's priority (`serial`)
+#                 pass, or beside parts 2b and 2c at the background's priority (`serial`)
 #   TEST_SELECT   a pytest -k expression for both integration passes (a narrow run)
 #   TEST_BG_SHARES (default 15, the weight of a nice-19 process) cpu.shares of each background cgroup while
 #                 the serial pass runs (2: the least)
@@ -37,7 +37,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 export ANSIBLE_DEPRECATION_WARNINGS=False
 scope=${1:-all}
 workers=${TEST_WORKERS:-3}
-serial_workers=${TEST_SERIAL_WORKERS:-1}
+serial_workers=${TEST_SERIAL_WORKERS:-2}
 overlap=${TEST_OVERLAP:-1}
 side=${TEST_SIDE:-parallel}
 sweep=${TEST_SWEEP:-1}
@@ -50,7 +50,7 @@ logs=$(mktemp -d /tmp/cftest-logs.XXXXXX)
 token=$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
 vm_name="cfvm-$token" fleet_name="cffleet-${token:0:4}"
 # The background pass's own fleet (TEST_OVERLAP=1): no node of the serial pass is shared. It needs no VM: every
-# VM test is serial (tests/integration/conftest.py ALONE_GROUPS).
+# VM test is serial (tests/integration/conftest.py OWN_PHASE_GROUPS).
 bg_fleet_name=$fleet_name
 while [ "$bg_fleet_name" = "$fleet_name" ]; do
   bg_fleet_name="cffleet-$(od -An -N2 -tx1 /dev/urandom | tr -d ' \n')"
@@ -419,12 +419,10 @@ if [ "$integration" = 1 ]; then
   [ -s "$logs/vm.json" ] && export CHAOSFLEET_TEST_VM="$logs/vm.json"
   [ -s "$logs/fleet.path" ] && export CHAOSFLEET_TEST_FLEET="$(cat "$logs/fleet.path")"
   echo "== the serial pass: CHAOSFLEET_TEST_VM=${CHAOSFLEET_TEST_VM:-} CHAOSFLEET_TEST_FLEET=${CHAOSFLEET_TEST_FLEET:-}"
-  # 2a. The tests marked `alone` (every test of the emulated VM, and those that race on machine-wide kernel
-  # state), with nothing beside them; the VM then goes down (no other test uses it).
-  run pytest_pass -q -m "serial and alone" --durations=15 "${select[@]}" tests/integration
-  $python tests/vm/vm.py down --name "$vm_name" >/dev/null 2>&1
-  unset CHAOSFLEET_TEST_VM
-  # 2b. The other serial tests.
+  # 2a. The tests marked `alone` (races on machine-wide kernel state, figures a neighbour or the load average
+  # would bend), with nothing beside them.
+  run pytest_pass -q -m "serial and alone" --durations=10 "${select[@]}" tests/integration
+  # From here on, the background beside the serial pass.
   if [ "$beside_serial" = 1 ]; then
     [ -n "$guard_pid" ] || start_guard 0
     guard_on
@@ -432,9 +430,16 @@ if [ "$integration" = 1 ]; then
     start background molecule test -s default
     [ "$quality" = 1 ] && start background scripts/quality.sh
   fi
+  # 2b. The emulated VM's tests, one at a time (the guest needs a core of its own); the VM then goes down (no
+  # other test uses it).
+  run pytest_pass -q -m "serial and vm and not alone" --durations=10 "${select[@]}" tests/integration
+  $python tests/vm/vm.py down --name "$vm_name" >/dev/null 2>&1
+  unset CHAOSFLEET_TEST_VM
+  # 2c. The other serial tests, TEST_SERIAL_WORKERS at a time (the tests of one shared resource on one worker).
   side_by_side=()
   [ "$serial_workers" -gt 1 ] && side_by_side=(-n "$serial_workers" --dist loadgroup --no-loadscope-reorder)
-  run pytest_pass -q -m "serial and not alone" "${side_by_side[@]}" --durations=25 "${select[@]}" tests/integration
+  run pytest_pass -q -m "serial and not alone and not vm" "${side_by_side[@]}" --durations=25 "${select[@]}" \
+    tests/integration
   if [ "$overlap" = 1 ]; then  # the serial pass's fleet is done (cleanup repeats it): CPU for the rest
     $python tests/lab/fleet.py down --name "$fleet_name" >/dev/null 2>&1
   else

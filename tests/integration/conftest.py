@@ -2,10 +2,11 @@
 v2 VM, the SSH fleet, and a private experiment state dir.
 
 How `make test` runs them (tests/README.md): a serial pass of the tests marked ``serial`` at normal priority,
-those also marked ``alone`` first, with nothing beside them; beside the rest of it, at a low priority and on a
-fleet of its own, every other test on several pytest-xdist workers (``--dist loadgroup``).
-``pytest_collection_modifyitems`` below gives each test its worker group from the fixtures it uses (and the
-VM's tests their marks), so a new test file needs no marks of its own.
+those also marked ``alone`` first, with nothing beside them; then the VM's (marked ``vm``) one at a time, then
+the rest two at a time. Beside the last two parts, at a low priority and on a fleet of its own, every other test
+on several pytest-xdist workers (``--dist loadgroup``). ``pytest_collection_modifyitems`` below gives each test
+its worker group from the fixtures it uses (and the VM's tests their marks), so a new test file needs no marks
+of its own.
 """
 import secrets
 import shutil
@@ -51,13 +52,14 @@ RESOURCE_GROUPS = {
     "tests.integration.engine_fixtures": "docker",
     "tests.integration.agent_fixtures": "docker",
 }
-# Handed out first, the longest groups. With TEST_SERIAL_WORKERS=2 (scripts/test.sh, part 2b) the serial
-# pass's two workers start on its two longest, the fleet's tests and the headroom searches on this host's lab.
+# Handed out first, the longest groups: the serial pass's part 2c (scripts/test.sh, two workers) starts on its
+# two longest, the fleet's tests and the headroom searches on this host's lab.
 GROUP_ORDER = {"fleet": 0, "file:test_headroom.py": 1, "vm": 2, "docker": 3}
-# Groups whose tests, and every test of a file that uses them, are serial and alone: the emulated VM's guest
-# starves beside other work (its boot, dead-man and ramp figures drift; tests/README.md has the failures).
-# scripts/test.sh runs them first, with nothing beside them, then takes the VM down.
-ALONE_GROUPS = {"vm"}
+# Groups whose tests, and every test of a file that uses them, are serial and marked with the group's name:
+# the emulated VM's guest starves beside other work at its own priority (its boot, dead-man and ramp figures
+# drift; tests/README.md has the failures). scripts/test.sh runs them one at a time, with only the background
+# beside them, then takes the VM down.
+OWN_PHASE_GROUPS = {"vm"}
 
 
 @pytest.hookimpl(wrapper=True)
@@ -92,9 +94,9 @@ def assign_groups(items):
             by_file.setdefault(item.path, _imported_groups(module)).update(groups)
     for item in items:
         groups, in_file = used[item], by_file[item.path]
-        if ALONE_GROUPS & (groups | in_file):
+        for group in sorted(OWN_PHASE_GROUPS & (groups | in_file)):
             item.add_marker(pytest.mark.serial)
-            item.add_marker(pytest.mark.alone)
+            item.add_marker(getattr(pytest.mark, group))
         if item.get_closest_marker("xdist_group"):
             continue
         if len(groups) > 1:

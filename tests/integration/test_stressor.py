@@ -93,7 +93,7 @@ def test_working_set_increase_matches_the_request(lab, state_dir, case, pod, mem
 
 
 # alone, as the CPU-share test below: a ramp's line and a quota's share are the figures a neighbour at full
-# priority would bend, and part 2b may run two tests at a time (TEST_SERIAL_WORKERS, scripts/test.sh).
+# priority would bend, and part 2c runs two tests at a time (TEST_SERIAL_WORKERS, scripts/test.sh).
 @pytest.mark.serial
 @pytest.mark.alone
 def test_ramp_is_close_to_linear(lab, state_dir):
