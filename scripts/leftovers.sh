@@ -11,6 +11,8 @@ for d in /sys/fs/cgroup/memory/docker /sys/fs/cgroup/memory/libpod_parent; do
   [ -d "$d" ] && echo "left engine cgroup: $d $(find "$d" -mindepth 1 -maxdepth 1 -type d -printf '%f ')"
 done
 ps -eo pid=,args= | awk '/\/run\/cf(dock|agent)-/ && !/awk/ {print "left engine process: " substr($0, 1, 160)}'
+# A lab's dockerd that restarts a starved containerd has it dump its stacks to $TMPDIR (the lab's run dir).
+for f in /tmp/containerd.*.stacks.log; do echo "left containerd stack dump: $f"; done
 # Stop guards (the experiment role's, plugins/plugin_utils/_stop_guard.py) leave when their experiment ends.
 for d in /tmp/chaosfleet-guard-*; do echo "left stop guard dir: $d"; done
 # Ansible's controller temp dirs of the processes the tests started (tests/conftest.py).

@@ -86,7 +86,7 @@ def docker_paths(prefix):
     base = run_dir(prefix) / "docker"
     return {"data_root": str(base / "data"), "exec_root": str(base / "exec"),
             "socket": str(base / "docker.sock"), "pidfile": str(base / "dockerd.pid"),
-            "log": str(base / "dockerd.log")}
+            "log": str(base / "dockerd.log"), "tmp": str(base / "tmp")}
 
 
 def podman_paths(prefix):
@@ -142,17 +142,19 @@ def rootfs_tarball(prefix, state_dir):
 
 def start_dockerd(prefix, storage_driver="vfs"):
     paths = docker_paths(prefix)
-    for key in ("data_root", "exec_root"):
+    for key in ("data_root", "exec_root", "tmp"):
         os.makedirs(paths[key], exist_ok=True)
     log = open(paths["log"], "ab")
     try:
-        # No bridge and no iptables rules: the daemon touches no host networking.
+        # No bridge and no iptables rules: the daemon touches no host networking. TMPDIR in the lab: a dockerd
+        # whose containerd misses its health checks (starved beside other tests) restarts it after a SIGUSR1,
+        # and containerd writes its stack dump to $TMPDIR.
         proc = subprocess.Popen(
             [DOCKERD, "--iptables=false", "--ip6tables=false", "--bridge=none",
              "--storage-driver=" + storage_driver, "--data-root", paths["data_root"], "--exec-root", paths["exec_root"],
              "-H", "unix://" + paths["socket"], "--pidfile", paths["pidfile"]],
             stdin=subprocess.DEVNULL, stdout=log, stderr=log, preexec_fn=join_daemon_cgroup(prefix),
-            start_new_session=True)
+            start_new_session=True, env=dict(os.environ, TMPDIR=paths["tmp"]))
     finally:
         log.close()
     deadline = time.monotonic() + 60
