@@ -50,7 +50,7 @@ logs=$(mktemp -d /tmp/cftest-logs.XXXXXX)
 token=$(od -An -N3 -tx1 /dev/urandom | tr -d ' \n')
 vm_name="cfvm-$token" fleet_name="cffleet-${token:0:4}"
 # The background pass's own fleet (TEST_OVERLAP=1): no node of the serial pass is shared. It needs no VM: every
-# VM test is serial (tests/integration/conftest.py OWN_PHASE_GROUPS).
+# VM test is serial (tests/integration/conftest.py marks them `vm`).
 bg_fleet_name=$fleet_name
 while [ "$bg_fleet_name" = "$fleet_name" ]; do
   bg_fleet_name="cffleet-$(od -An -N2 -tx1 /dev/urandom | tr -d ' \n')"

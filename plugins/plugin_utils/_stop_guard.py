@@ -134,6 +134,18 @@ def handled_interrupt(armed, current):
     return None
 
 
+def with_the_playbooks_signal(request, handled, now):
+    """The stop request, naming the signal the running playbook's own handler took (``handled``).
+
+    A worker's request says SIGTERM both when ansible-playbook got SIGTERM and when its Ctrl-C cleanup
+    terminates the workers; the handler ran before either, so its reset disposition is the truth. With no
+    request, a reset handler is one (ansible-core may lose the KeyboardInterrupt and play on).
+    """
+    if not handled:
+        return request
+    return dict(request or {"at": now}, signal=handled)
+
+
 def cause_of(status):
     """What ended the playbook, from its waitpid status: a signal name, or None when unknown.
 
@@ -578,9 +590,8 @@ def wait(directory, config, clock=time.time, sleep=time.sleep, use_pidfd=True):
             now = clock()
             request = _read_json(os.path.join(directory, STOP_FILE))
             state = process_state(playbook["start_time"], read_stat(playbook["pid"]))
-            if request is None and state[0] == "running":
-                handled = handled_interrupt(armed, caught_by(playbook["pid"]))
-                request = {"signal": handled, "at": now} if handled else None
+            if state[0] == "running":
+                request = with_the_playbooks_signal(request, handled_interrupt(armed, caught_by(playbook["pid"])), now)
             what, why = decide(now, config["bound"], os.path.exists(os.path.join(directory, DISARM_FILE)),
                                request, state)
             if what != "wait":

@@ -54,12 +54,7 @@ RESOURCE_GROUPS = {
 }
 # Handed out first, the longest groups: the serial pass's part 2c (scripts/test.sh, two workers) starts on its
 # two longest, the fleet's tests and the headroom searches on this host's lab.
-GROUP_ORDER = {"fleet": 0, "file:test_headroom.py": 1, "vm": 2, "docker": 3}
-# Groups whose tests, and every test of a file that uses them, are serial and marked with the group's name:
-# the emulated VM's guest starves beside other work at its own priority (its boot, dead-man and ramp figures
-# drift; tests/README.md has the failures). scripts/test.sh runs them one at a time, with only the background
-# beside them, then takes the VM down.
-OWN_PHASE_GROUPS = {"vm"}
+GROUP_ORDER = {"fleet": 0, "file:test_headroom.py": 1, "docker": 2}
 
 
 @pytest.hookimpl(wrapper=True)
@@ -70,7 +65,7 @@ def pytest_collection_modifyitems(config, items):
     result = yield
     if config.getoption("loadgroup", False):
         # The longest groups first (xdist hands out groups in this order with --no-loadscope-reorder): the
-        # fleet's and the VM's tests take minutes each, one after another.
+        # fleet's tests and the headroom searches take minutes each, one after another.
         counts = Counter(_group(item) for item in items)
         items.sort(key=lambda item: (GROUP_ORDER.get(_group(item), len(GROUP_ORDER)), -counts[_group(item)]))
         for item in items:
@@ -94,9 +89,11 @@ def assign_groups(items):
             by_file.setdefault(item.path, _imported_groups(module)).update(groups)
     for item in items:
         groups, in_file = used[item], by_file[item.path]
-        for group in sorted(OWN_PHASE_GROUPS & (groups | in_file)):
+        if "vm" in groups | in_file:
+            # The emulated guest starves beside other work at its own priority (its boot, dead-man and ramp
+            # figures drift; tests/README.md has the failures): scripts/test.sh runs these one at a time.
             item.add_marker(pytest.mark.serial)
-            item.add_marker(getattr(pytest.mark, group))
+            item.add_marker(pytest.mark.vm)
         if item.get_closest_marker("xdist_group"):
             continue
         if len(groups) > 1:

@@ -248,6 +248,57 @@ def test_wait_stops_when_the_playbook_lost_its_ctrl_c_and_runs_on(guard_dir):
         proc.wait()
 
 
+REQUEST_CASES = [
+    # name, the worker's request, the signal the running playbook's handler took, the request the guard acts on
+    ("nothing yet", None, None, None),
+    ("a reset handler alone is a request", None, "SIGINT", {"signal": "SIGINT", "at": 50.0}),
+    ("a worker's request alone", {"signal": "SIGTERM", "at": 40.0}, None, {"signal": "SIGTERM", "at": 40.0}),
+    ("Ctrl-C: the cleanup's SIGTERM reached the worker first", {"signal": "SIGTERM", "at": 40.0}, "SIGINT",
+     {"signal": "SIGINT", "at": 40.0}),
+    ("kill PID", {"signal": "SIGTERM", "at": 40.0}, "SIGTERM", {"signal": "SIGTERM", "at": 40.0}),
+]
+
+
+@pytest.mark.parametrize("request_, handled, expected", [c[1:] for c in REQUEST_CASES],
+                         ids=[c[0] for c in REQUEST_CASES])
+def test_the_playbooks_own_handler_names_the_signal(request_, handled, expected):
+    assert guard.with_the_playbooks_signal(request_, handled, 50.0) == expected
+
+
+def test_wait_names_the_ctrl_c_when_a_worker_asked_with_the_cleanups_sigterm(guard_dir):
+    """The CI run of 2026-12-07: the header said SIGTERM after a Ctrl-C, the playbook still cleaning up."""
+    proc = subprocess.Popen([sys.executable, "-c", LOSES_ITS_CTRL_C], stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout.readline().strip() == b"ready"
+        record = {"pid": proc.pid, "start_time": guard.start_time(guard.read_stat(proc.pid))}
+        waiting = {}
+
+        def clock():
+            if "sent" not in waiting:  # Ctrl-C after the guard read the armed handlers; the worker's request follows
+                proc.send_signal(signal.SIGINT)
+                assert wait_for_reset(proc.pid)
+                guard.request_stop(str(guard_dir), "SIGTERM", now=1234.5)
+                waiting["sent"] = True
+            return time.time()
+
+        what, cause, at = guard.wait(str(guard_dir), {"playbook": record, "bound": time.time() + 30}, clock=clock)
+        assert (what, cause, at) == ("stop", "SIGINT", 1234.5)
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def wait_for_reset(pid, seconds=5.0):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        caught = guard.caught_by(pid)
+        if caught is not None and signal.SIGINT not in caught:
+            return True
+        time.sleep(0.01)
+    return False
+
+
 def test_wait_exits_on_disarm_and_at_the_bound_with_an_injected_clock(guard_dir):
     proc, record = _playbook_like()
     try:
