@@ -1,6 +1,7 @@
 """The stop guard's decisions (plugin_utils/_stop_guard.py), as tables with an injected clock,
 plus its waiting loop and its signal hooks against real (short-lived) processes this test starts."""
 
+import contextlib
 import json
 import os
 import signal
@@ -226,26 +227,40 @@ time.sleep(60)
 """
 
 
-def test_wait_stops_when_the_playbook_lost_its_ctrl_c_and_runs_on(guard_dir):
+@contextlib.contextmanager
+def a_playbook_that_loses_its_ctrl_c():
+    """(process, the guard's record of it), killed at the end."""
     proc = subprocess.Popen([sys.executable, "-c", LOSES_ITS_CTRL_C], stdout=subprocess.PIPE)
     try:
         assert proc.stdout.readline().strip() == b"ready"
-        record = {"pid": proc.pid, "start_time": guard.start_time(guard.read_stat(proc.pid))}
-        waiting = {}
-
-        def clock():
-            if "sent" not in waiting:  # the interrupt comes after the guard read the armed handlers
-                proc.send_signal(signal.SIGINT)
-                waiting["sent"] = time.time()
-            return time.time()
-
-        what, cause, at = guard.wait(str(guard_dir), {"playbook": record, "bound": time.time() + 30}, clock=clock)
-        assert (what, cause) == ("stop", "SIGINT")
-        assert at - waiting["sent"] < 1.0
-        assert proc.poll() is None  # the play went on: only the handler's reset told
+        yield proc, {"pid": proc.pid, "start_time": guard.start_time(guard.read_stat(proc.pid))}
     finally:
         proc.kill()
         proc.wait()
+
+
+def wait_through_a_ctrl_c(guard_dir, proc, record, then=lambda: None):
+    """guard.wait, with a Ctrl-C sent (then ``then`` run) after the guard read the armed handlers: (what, cause,
+    at, when the Ctrl-C was sent)."""
+    sent = []
+
+    def clock():
+        if not sent:
+            proc.send_signal(signal.SIGINT)
+            sent.append(time.time())
+            then()
+        return time.time()
+
+    what, cause, at = guard.wait(str(guard_dir), {"playbook": record, "bound": time.time() + 30}, clock=clock)
+    return what, cause, at, sent[0]
+
+
+def test_wait_stops_when_the_playbook_lost_its_ctrl_c_and_runs_on(guard_dir):
+    with a_playbook_that_loses_its_ctrl_c() as (proc, record):
+        what, cause, at, sent = wait_through_a_ctrl_c(guard_dir, proc, record)
+        assert (what, cause) == ("stop", "SIGINT")
+        assert at - sent < 1.0
+        assert proc.poll() is None  # the play went on: only the handler's reset told
 
 
 REQUEST_CASES = [
@@ -267,26 +282,15 @@ def test_the_playbooks_own_handler_names_the_signal(request_, handled, expected)
 
 def test_wait_names_the_ctrl_c_when_a_worker_asked_with_the_cleanups_sigterm(guard_dir):
     """The CI run of 2026-12-07: the header said SIGTERM after a Ctrl-C, the playbook still cleaning up."""
-    proc = subprocess.Popen([sys.executable, "-c", LOSES_ITS_CTRL_C], stdout=subprocess.PIPE)
-    try:
-        assert proc.stdout.readline().strip() == b"ready"
-        record = {"pid": proc.pid, "start_time": guard.start_time(guard.read_stat(proc.pid))}
-        waiting = {}
+    with a_playbook_that_loses_its_ctrl_c() as (proc, record):
 
-        def clock():
-            if "sent" not in waiting:  # Ctrl-C after the guard read the armed handlers; the worker's request follows
-                proc.send_signal(signal.SIGINT)
-                assert wait_for_reset(proc.pid)
-                guard.request_stop(str(guard_dir), "SIGTERM", now=1234.5)
-                waiting["sent"] = True
-            return time.time()
+        def the_workers_request():
+            assert wait_for_reset(proc.pid)
+            guard.request_stop(str(guard_dir), "SIGTERM", now=1234.5)
 
-        what, cause, at = guard.wait(str(guard_dir), {"playbook": record, "bound": time.time() + 30}, clock=clock)
+        what, cause, at, _sent = wait_through_a_ctrl_c(guard_dir, proc, record, then=the_workers_request)
         assert (what, cause, at) == ("stop", "SIGINT", 1234.5)
         assert proc.poll() is None
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def wait_for_reset(pid, seconds=5.0):
