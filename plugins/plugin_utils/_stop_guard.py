@@ -591,7 +591,8 @@ def wait(directory, config, clock=time.time, sleep=time.sleep, use_pidfd=True):
             request = _read_json(os.path.join(directory, STOP_FILE))
             state = process_state(playbook["start_time"], read_stat(playbook["pid"]))
             if state[0] == "running":
-                request = with_the_playbooks_signal(request, handled_interrupt(armed, caught_by(playbook["pid"])), now)
+                handled = handled_interrupt(armed, caught_by(playbook["pid"]))
+                request = with_the_playbooks_signal(request, handled, now)
             what, why = decide(now, config["bound"], os.path.exists(os.path.join(directory, DISARM_FILE)),
                                request, state)
             if what != "wait":

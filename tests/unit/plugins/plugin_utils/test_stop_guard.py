@@ -283,9 +283,10 @@ def test_the_playbooks_own_handler_names_the_signal(request_, handled, expected)
 def test_wait_names_the_ctrl_c_when_a_worker_asked_with_the_cleanups_sigterm(guard_dir):
     """The CI run of 2026-12-07: the header said SIGTERM after a Ctrl-C, the playbook still cleaning up."""
     with a_playbook_that_loses_its_ctrl_c() as (proc, record):
+        armed = guard.caught_by(proc.pid)
 
         def the_workers_request():
-            assert wait_for_reset(proc.pid)
+            assert wait_for_reset(proc.pid, armed)
             guard.request_stop(str(guard_dir), "SIGTERM", now=1234.5)
 
         what, cause, at, _sent = wait_through_a_ctrl_c(guard_dir, proc, record, then=the_workers_request)
@@ -293,11 +294,11 @@ def test_wait_names_the_ctrl_c_when_a_worker_asked_with_the_cleanups_sigterm(gua
         assert proc.poll() is None
 
 
-def wait_for_reset(pid, seconds=5.0):
+def wait_for_reset(pid, armed, seconds=5.0):
+    """Whether the process's SIGINT handler reset itself within ``seconds``, as the guard reads it."""
     deadline = time.time() + seconds
     while time.time() < deadline:
-        caught = guard.caught_by(pid)
-        if caught is not None and signal.SIGINT not in caught:
+        if guard.handled_interrupt(armed, guard.caught_by(pid)) == "SIGINT":
             return True
         time.sleep(0.01)
     return False
