@@ -21,7 +21,7 @@
 #
 # Usage: scripts/test.sh [all|unit|integration]
 #   TEST_WORKERS  (default 3) workers of the parallel pass
-#   TEST_SERIAL_WORKERS (default 3) pytest-xdist workers of part 2c (1: one test at a time)
+#   TEST_SERIAL_WORKERS (default 2) pytest-xdist workers of part 2c (1: one test at a time)
 #   TEST_OVERLAP  (default 1) the parallel pass runs beside the serial pass's parts 2b and 2c, on a second fleet; 0:
 #                 after it, at normal priority, on the same fleet (tests/README.md has both layouts' figures)
 #   TEST_SIDE     (default parallel) where molecule and quality.sh run without overlap: beside the parallel
@@ -37,7 +37,7 @@ export PATH="$PWD/.venv/bin:$PATH"
 export ANSIBLE_DEPRECATION_WARNINGS=False
 scope=${1:-all}
 workers=${TEST_WORKERS:-3}
-serial_workers=${TEST_SERIAL_WORKERS:-3}
+serial_workers=${TEST_SERIAL_WORKERS:-2}
 overlap=${TEST_OVERLAP:-1}
 side=${TEST_SIDE:-parallel}
 sweep=${TEST_SWEEP:-1}

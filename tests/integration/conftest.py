@@ -3,7 +3,7 @@ v2 VM, the SSH fleet, and a private experiment state dir.
 
 How `make test` runs them (tests/README.md): a serial pass of the tests marked ``serial`` at normal priority,
 those also marked ``alone`` first, with nothing beside them; then the VM's (marked ``vm``) one at a time, then
-the rest three at a time. Beside the last two parts, at a low priority and on a fleet of its own, every other test
+the rest two at a time. Beside the last two parts, at a low priority and on a fleet of its own, every other test
 on several pytest-xdist workers (``--dist loadgroup``). ``pytest_collection_modifyitems`` below gives each test
 its worker group from the fixtures it uses (and the VM's tests their marks), so a new test file needs no marks
 of its own.
@@ -52,8 +52,8 @@ RESOURCE_GROUPS = {
     "tests.integration.engine_fixtures": "docker",
     "tests.integration.agent_fixtures": "docker",
 }
-# Handed out first, the longest groups: the serial pass's part 2c (scripts/test.sh, three workers) starts on its
-# three longest, the fleet's tests, the headroom searches on this host's lab and the engines' tests.
+# Handed out first, the longest groups: the serial pass's part 2c (scripts/test.sh, two workers) starts on its
+# two longest, the fleet's tests and the headroom searches on this host's lab.
 GROUP_ORDER = {"fleet": 0, "file:test_headroom.py": 1, "docker": 2}
 
 

@@ -46,7 +46,6 @@ with ``lab.py remove-pod``, pass or fail; a lab's or fleet's teardown removes an
 the pod's cgroup (memory.stat, memory.oom_control) and the app's own histogram, never from the code under test.
 """
 
-import contextlib
 import json
 import os
 import shutil
@@ -95,30 +94,6 @@ def add_pod_args(prefix, state_dir, pod, memory_limit, cpu_limit, command):
     return (["add-pod", "--prefix", prefix, "--state-dir", state_dir, "--pod", pod,
              "--memory-limit", str(memory_limit), "--cpu-limit", str(cpu_limit), "--host-runtime",
              "--bind", "%s:/app:ro" % LAB_DIR, "--data-dir-at", "/data", "--"] + list(command))
-
-
-# On a real node kubelet's kubepods takes nearly all of the CPU. Here the cache app's node (a lab's or a fleet
-# node's top cgroup) competes with every thread of the test runners in the root cgroup, each of which cgroup v1
-# weighs like a whole group: with a few of them runnable the app's latency measures its neighbours, not the memory
-# pressure. So while the searches run, its node weighs ten cores (cpu.shares; 1024 is one).
-NODE_CPU_SHARES = 10 * 1024
-
-
-@contextlib.contextmanager
-def node_cpu_weighted(pods):
-    """Give the top cgroup of each pod's node NODE_CPU_SHARES, and its own value back at the end."""
-    saved = {}
-    try:
-        for pod in pods:
-            shares = Path("/sys/fs/cgroup/cpu/%s/cpu.shares" % pod.cgroup.strip("/").split("/")[0])
-            if shares.exists() and shares not in saved:
-                saved[shares] = shares.read_text()
-                shares.write_text(str(NODE_CPU_SHARES))
-        yield
-    finally:
-        for shares, value in saved.items():
-            if shares.exists():  # gone with its lab
-                shares.write_text(value)
 
 
 class CachePod(object):
@@ -309,8 +284,7 @@ def cache_pod(lab, headroom_prometheus):
         pod = add_lab_cache_pod(lab, name).wait_ready()
         headroom_prometheus.cache_pods.add([pod])
         headroom_prometheus.cache_pods.wait_scraped([pod])
-        with node_cpu_weighted([pod]):
-            yield pod
+        yield pod
     finally:
         if pod:
             headroom_prometheus.cache_pods.remove([pod])
@@ -330,13 +304,10 @@ def cache_pod_factory(lab, headroom_prometheus):
         if scraped:
             headroom_prometheus.cache_pods.add([pod])
             headroom_prometheus.cache_pods.wait_scraped([pod])
-        weighted.enter_context(node_cpu_weighted([pod]))
         return pod
 
-    weighted = contextlib.ExitStack()
     try:
-        with weighted:
-            yield build
+        yield build
     finally:
         headroom_prometheus.cache_pods.remove([p for p in headroom_prometheus.cache_pods.pods.values()
                                                if p.node == "host" and p.pod in made])
@@ -381,8 +352,7 @@ def fleet_cache_pods(fleet, headroom_prometheus):
             pod.wait_ready()
         headroom_prometheus.cache_pods.add(pods.values())
         headroom_prometheus.cache_pods.wait_scraped(pods.values())
-        with node_cpu_weighted(pods.values()):
-            yield pods
+        yield pods
     finally:
         headroom_prometheus.cache_pods.remove(pods.values())
         errors = []
