@@ -216,12 +216,14 @@ def is_our_qemu(state):
 
 
 def wait_gone(state, timeout):
+    """Until the recorded qemu has exited (gone, a zombie, or its PID reused). By its start time, not by
+    is_our_qemu: a dying process's command line reads empty before it has exited."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not is_our_qemu(state):
-            return True
+    while proc_start_time(state["pid"]) == state.get("start_time"):
+        if time.monotonic() >= deadline:
+            return False
         time.sleep(0.1)
-    return not is_our_qemu(state)
+    return True
 
 
 def signal_qemu(state, signum):
