@@ -10,8 +10,7 @@
 #      log) and every test on the emulated VM, at normal priority, so that their figures stay honest:
 #      2a. those marked `alone` (races on machine-wide kernel state, figures the load average would bend), one
 #          at a time with nothing beside them;
-#      2b. those marked `vm` (the emulated VM's), one at a time, and beside them on a second worker those marked
-#          `beside_vm` (the headroom searches; not with TEST_SERIAL_WORKERS=1); then the VM goes down;
+#      2b. those marked `vm` (the emulated VM's), one at a time; then the VM goes down;
 #      2c. the others, TEST_SERIAL_WORKERS at a time, the tests of one shared resource on one worker.
 #      With TEST_SIDE=serial or TEST_OVERLAP=1, beside 2b and 2c at the background's priority (nice 19, idle
 #      I/O class, and cpu.shares TEST_BG_SHARES through the guard below): `molecule test` and
@@ -22,7 +21,7 @@
 #
 # Usage: scripts/test.sh [all|unit|integration]
 #   TEST_WORKERS  (default 3) workers of the parallel pass
-#   TEST_SERIAL_WORKERS (default 2) pytest-xdist workers of part 2c (1: one test at a time, and none beside the VM's)
+#   TEST_SERIAL_WORKERS (default 2) pytest-xdist workers of part 2c (1: one test at a time)
 #   TEST_OVERLAP  (default 1) the parallel pass runs beside the serial pass's parts 2b and 2c, on a second fleet; 0:
 #                 after it, at normal priority, on the same fleet (tests/README.md has both layouts' figures)
 #   TEST_SIDE     (default parallel) where molecule and quality.sh run without overlap: beside the parallel
@@ -432,21 +431,16 @@ if [ "$integration" = 1 ]; then
     start background molecule test -s default
     [ "$quality" = 1 ] && start background scripts/quality.sh
   fi
-  # 2b. The emulated VM's tests, one at a time (the guest needs a core of its own), and with more than one
-  # serial worker the groups marked beside_vm on a second worker beside them; the VM then goes down (no other
-  # test uses it).
-  beside_vm=() side_by_side=()
-  if [ "$serial_workers" -gt 1 ]; then
-    beside_vm=(-n 2 --dist loadgroup --no-loadscope-reorder)
-    side_by_side=(-n "$serial_workers" --dist loadgroup --no-loadscope-reorder)
-  fi
-  run pytest_pass -q -m "serial and (vm or beside_vm) and not alone" "${beside_vm[@]}" --durations=15 \
-    "${select[@]}" tests/integration
+  # 2b. The emulated VM's tests, one at a time (the guest needs a core of its own); the VM then goes down (no
+  # other test uses it).
+  run pytest_pass -q -m "serial and vm and not alone" --durations=10 "${select[@]}" tests/integration
   $python tests/vm/vm.py down --name "$vm_name" >/dev/null 2>&1
   unset CHAOSFLEET_TEST_VM
   # 2c. The other serial tests, TEST_SERIAL_WORKERS at a time (the tests of one shared resource on one worker).
-  run pytest_pass -q -m "serial and not alone and not vm and not beside_vm" "${side_by_side[@]}" --durations=25 \
-    "${select[@]}" tests/integration
+  side_by_side=()
+  [ "$serial_workers" -gt 1 ] && side_by_side=(-n "$serial_workers" --dist loadgroup --no-loadscope-reorder)
+  run pytest_pass -q -m "serial and not alone and not vm" "${side_by_side[@]}" --durations=25 "${select[@]}" \
+    tests/integration
   if [ "$overlap" = 1 ]; then  # the serial pass's fleet is done (cleanup repeats it): CPU for the rest
     $python tests/lab/fleet.py down --name "$fleet_name" >/dev/null 2>&1
   else

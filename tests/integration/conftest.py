@@ -2,11 +2,11 @@
 v2 VM, the SSH fleet, and a private experiment state dir.
 
 How `make test` runs them (tests/README.md): a serial pass of the tests marked ``serial`` at normal priority,
-those also marked ``alone`` first, with nothing beside them; then the VM's (marked ``vm``) one at a time, with
-the headroom searches (marked ``beside_vm``) on a second worker beside them; then the rest two at a time. Beside
-the last two parts, at a low priority and on a fleet of its own, every other test on several pytest-xdist workers
-(``--dist loadgroup``). ``pytest_collection_modifyitems`` below gives each test its worker group from the
-fixtures it uses (and the VM's tests their marks), so a new test file needs no marks of its own.
+those also marked ``alone`` first, with nothing beside them; then the VM's (marked ``vm``) one at a time, then
+the rest two at a time. Beside the last two parts, at a low priority and on a fleet of its own, every other test
+on several pytest-xdist workers (``--dist loadgroup``). ``pytest_collection_modifyitems`` below gives each test
+its worker group from the fixtures it uses (and the VM's tests their marks), so a new test file needs no marks
+of its own.
 """
 import secrets
 import shutil
@@ -53,12 +53,8 @@ RESOURCE_GROUPS = {
     "tests.integration.agent_fixtures": "docker",
 }
 # Handed out first, the longest groups: the serial pass's part 2c (scripts/test.sh, two workers) starts on its
-# longest, the fleet's tests.
+# two longest, the fleet's tests and the headroom searches on this host's lab.
 GROUP_ORDER = {"fleet": 0, "file:test_headroom.py": 1, "docker": 2}
-# Serial groups that run in part 2b, on the second worker beside the VM's tests (marked ``beside_vm``): they share
-# nothing with the VM, their figures held beside the one emulated guest, and 2c would otherwise wait on them. The
-# headroom searches on this host's lab: their chain is as long as the VM's.
-BESIDE_VM_GROUPS = {"file:test_headroom.py"}
 
 
 @pytest.hookimpl(wrapper=True)
@@ -110,8 +106,6 @@ def assign_groups(items):
         else:
             group = "file:" + item.path.name
         item.add_marker(pytest.mark.xdist_group(group))
-        if group in BESIDE_VM_GROUPS:
-            item.add_marker(pytest.mark.beside_vm)
         item.extra_keyword_matches.add("group_" + group)  # pytest -k group_fleet: one group's tests
 
 
