@@ -53,8 +53,9 @@ RESOURCE_GROUPS = {
     "tests.integration.agent_fixtures": "docker",
 }
 # Handed out first, the longest groups: the serial pass's part 2c (scripts/test.sh, two workers) starts on its
-# two longest, the fleet's tests and the headroom searches on this host's lab.
-GROUP_ORDER = {"fleet": 0, "file:test_headroom.py": 1, "docker": 2}
+# two longest, the fleet's tests and the headroom searches on this host's lab, then hands out the headroom guards'
+# searches and the engines' tests.
+GROUP_ORDER = {"fleet": 0, "file:test_headroom.py": 1, "file:test_headroom.py:own-pods": 2, "docker": 3}
 
 
 @pytest.hookimpl(wrapper=True)
@@ -67,10 +68,18 @@ def pytest_collection_modifyitems(config, items):
         # The longest groups first (xdist hands out groups in this order with --no-loadscope-reorder): the
         # fleet's tests and the headroom searches take minutes each, one after another.
         counts = Counter(_group(item) for item in items)
-        items.sort(key=lambda item: (GROUP_ORDER.get(_group(item), len(GROUP_ORDER)), -counts[_group(item)]))
+        items.sort(key=lambda item: (GROUP_ORDER.get(_group(item), len(GROUP_ORDER)), -counts[_group(item)],
+                                     _ends_the_vm(item)))
         for item in items:
             _group_into_nodeid(item)
+    else:
+        items.sort(key=_ends_the_vm)
     return result
+
+
+def _ends_the_vm(item):
+    """A test that crashes the session's VM runs after every other (its group's, under xdist)."""
+    return item.get_closest_marker("ends_the_vm") is not None
 
 
 def _group(item):

@@ -27,6 +27,9 @@ from tests.integration.headroom_fixtures import (  # noqa: F401  (fixtures)
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.serial]
 # Only test_each_node_searches_on_its_own uses the fleet: the others run beside the fleet's tests (conftest.py).
 GROUP_BY_OWN_FIXTURES = True
+# The guards' searches build pods of their own (cache_pod_factory), not the module's cache_pod: a group of their
+# own, so that the serial pass's part 2c runs them on the other worker, and this file's chain is not its longest.
+OWN_PODS = pytest.mark.xdist_group("file:test_headroom.py:own-pods")
 STEP = 10  # percent of the limit, the grid of every memory search here
 # The app's own traffic gives p95 < 25 ms at rest here (even with the machine busy), and p50 > 0.2 s, p95 > 0.4 s
 # at the first level of the grid past the knee (see the knee table in headroom_fixtures.py). The thresholds sit
@@ -241,6 +244,7 @@ def test_a_found_edge_is_an_answer_not_a_recovery_failure(cache_pod, headroom_pr
 
 # ------------------------------------------------------------------ guards
 
+@OWN_PODS
 def test_app_oom_ends_the_search(cache_pod_factory, state_dir, tmp_path):
     """allow_oom, a range up to 100% and margin 0: the kernel OOM-kills the app (the largest process beside a
     stress split over 4 workers, with kubelet's BestEffort score), and the search ends there: app_oom."""
@@ -269,6 +273,7 @@ def test_app_oom_ends_the_search(cache_pod_factory, state_dir, tmp_path):
     assert run.rc == 0, run  # experiment_fail_on_abort: false
 
 
+@OWN_PODS
 def test_limit_margin_ends_the_search_before_the_limit(cache_pod_factory, state_dir, tmp_path):
     """Without allow_oom, a range whose top passes the limit minus the margin (5%) is clamped, and the node ends
     the level whose working set passes it: failed_by limit_margin, no OOM kill, the working set under the limit.

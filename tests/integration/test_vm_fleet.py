@@ -9,7 +9,7 @@ import pytest
 
 from tests.integration.fleet_fixtures import down, fleet_unavailable, up
 from tests.integration.fleet_fixtures import fast_experiment, kill_group, run_playbook, start_playbook, unique
-from tests.integration.vm_fixtures import new_vm_name, run_vm, vm_hostvars, vm_lab_hostvars, vm_ssh
+from tests.integration.vm_fixtures import run_vm, vm_hostvars, vm_lab_hostvars, vm_ssh
 from tests.integration.vm_fixtures import vm_node  # noqa: F401  pylint: disable=unused-import
 
 # Serial: a ramp's size and a start within a time bound on the emulated VM, which a busy machine bends (two full
@@ -69,40 +69,35 @@ def test_memory_experiment_on_v1_nodes_and_the_v2_vm_in_one_play(fleet, vm_node,
     assert len(left) <= 1  # only the app itself
 
 
-def test_a_vm_crash_mid_experiment_is_reported_as_lost_and_the_others_finish(fleet, tmp_path):
-    name = new_vm_name()
-    summary = json.loads(run_vm("up", "--name", name, timeout=300).stdout)
+@pytest.mark.ends_the_vm  # the crash is the session's VM's end: after every other test that uses it (conftest.py)
+def test_a_vm_crash_mid_experiment_is_reported_as_lost_and_the_others_finish(fleet, vm_node, tmp_path):
+    mixed = mixed_inventory(fleet, vm_node, tmp_path / "mixed.json", vm_host="crashnode")
+    experiment = unique("crash")
+    extra = fast_experiment(experiment_name=experiment, experiment_report_dest=str(tmp_path),
+                            experiment_duration="25s", experiment_heartbeat_timeout="45s")
+    proc = start_playbook(mixed, "chaosfleet.stress.memory_stress", extra, log_path=str(tmp_path / "play.log"))
     try:
-        vm = {"name": name, "summary": summary, "lab": summary["lab"]}
-        mixed = mixed_inventory(fleet, vm, tmp_path / "mixed.json", vm_host="crashnode")
-        experiment = unique("crash")
-        extra = fast_experiment(experiment_name=experiment, experiment_report_dest=str(tmp_path),
-                                experiment_duration="25s", experiment_heartbeat_timeout="45s")
-        proc = start_playbook(mixed, "chaosfleet.stress.memory_stress", extra, log_path=str(tmp_path / "play.log"))
-        try:
-            status = "/run/chaosfleet/experiments/%s/status.json" % experiment
-            deadline = time.time() + 120
-            while time.time() < deadline:
-                out = vm_ssh(vm, "cat", status, check=False).stdout
-                if '"state": "running"' in out:
-                    break
-                time.sleep(1)
-            else:
-                raise AssertionError("the stress never started on the VM:\n" + (tmp_path / "play.log").read_text())
-            run_vm("kill", "--name", name)  # the node crashes
-            rc = proc.wait(timeout=300)
-        finally:
-            if proc.poll() is None:
-                kill_group(proc)
-        log = (tmp_path / "play.log").read_text()
-        assert rc != 0, log  # the play reports the lost node as failed
-        report = json.loads((tmp_path / ("stress-report-%s.json" % experiment)).read_text())
-        assert "crashnode" not in report["hosts"]["ok"], report["hosts"]
-        failed = [f["host"] if isinstance(f, dict) else f for f in report["hosts"]["failed"]]
-        assert "crashnode" in report["hosts"]["missing"] + failed, report["hosts"]
-        for node in fleet.nodes:
-            result = report["results"][node]
-            assert (result["status"], result["reason"]) == ("finished", "deadline"), result["reason"]
-            assert fleet.stress_pids(node) == []
+        status = "/run/chaosfleet/experiments/%s/status.json" % experiment
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            out = vm_ssh(vm_node, "cat", status, check=False).stdout
+            if '"state": "running"' in out:
+                break
+            time.sleep(1)
+        else:
+            raise AssertionError("the stress never started on the VM:\n" + (tmp_path / "play.log").read_text())
+        run_vm("kill", "--name", vm_node["name"])  # the node crashes; its owner takes down what is left
+        rc = proc.wait(timeout=300)
     finally:
-        run_vm("down", "--name", name, check=False)
+        if proc.poll() is None:
+            kill_group(proc)
+    log = (tmp_path / "play.log").read_text()
+    assert rc != 0, log  # the play reports the lost node as failed
+    report = json.loads((tmp_path / ("stress-report-%s.json" % experiment)).read_text())
+    assert "crashnode" not in report["hosts"]["ok"], report["hosts"]
+    failed = [f["host"] if isinstance(f, dict) else f for f in report["hosts"]["failed"]]
+    assert "crashnode" in report["hosts"]["missing"] + failed, report["hosts"]
+    for node in fleet.nodes:
+        result = report["results"][node]
+        assert (result["status"], result["reason"]) == ("finished", "deadline"), result["reason"]
+        assert fleet.stress_pids(node) == []
