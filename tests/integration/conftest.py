@@ -53,8 +53,8 @@ RESOURCE_GROUPS = {
     "tests.integration.agent_fixtures": "docker",
 }
 # Handed out first, the longest groups: the serial pass's part 2c (scripts/test.sh, two workers) starts on its
-# two longest, the fleet's tests and the headroom searches on this host's lab, then hands out the headroom guards'
-# searches and the engines' tests.
+# two longest, the fleet's tests and the headroom searches on this host's lab, then hands out the headroom searches
+# on pods of their own and the engines' tests.
 GROUP_ORDER = {"fleet": 0, "file:test_headroom.py": 1, "file:test_headroom.py:own-pods": 2, "docker": 3}
 
 

@@ -27,8 +27,8 @@ from tests.integration.headroom_fixtures import (  # noqa: F401  (fixtures)
 pytestmark = [pytest.mark.lab, pytest.mark.slow, pytest.mark.serial]
 # Only test_each_node_searches_on_its_own uses the fleet: the others run beside the fleet's tests (conftest.py).
 GROUP_BY_OWN_FIXTURES = True
-# The guards' searches build pods of their own (cache_pod_factory), not the module's cache_pod: a group of their
-# own, so that the serial pass's part 2c runs them on the other worker, and this file's chain is not its longest.
+# The searches that build pods of their own (cache_pod_factory), not the module's cache_pod: a group of their own,
+# so that the serial pass's part 2c runs them on the other worker, and this file's chain is not its longest.
 OWN_PODS = pytest.mark.xdist_group("file:test_headroom.py:own-pods")
 STEP = 10  # percent of the limit, the grid of every memory search here
 # The app's own traffic gives p95 < 25 ms at rest here (even with the machine busy), and p50 > 0.2 s, p95 > 0.4 s
@@ -297,20 +297,25 @@ def test_limit_margin_ends_the_search_before_the_limit(cache_pod_factory, state_
     assert run.rc == 0, run
 
 
-def test_failed_recovery_ends_the_search(cache_pod, headroom_prometheus, state_dir, tmp_path):
+@OWN_PODS
+def test_failed_recovery_ends_the_search(cache_pod_factory, headroom_prometheus, state_dir, tmp_path):
     """A probe that stays failing after the level, as an error-budget check does ("fewer than 5 requests over
     350 ms in the last 2 minutes"): the level breaks it, it is still broken when the recovery window ends, and the
     search ends 'recovery' with verdict fail and a failed play, although the app itself is fast again.
 
     Two levels, well clear of the knee on both sides: a level near it makes a handful of slow requests, which a
-    count over a window puts on either side of the budget (the next level's baseline then fails instead)."""
+    count over a window puts on either side of the budget (the next level's baseline then fails instead).
+
+    A pod of its own: the budget counts the last 2 minutes, and the shared cache_pod's earlier searches leave slow
+    requests in them (its baseline then fails before the first level)."""
+    pod = cache_pod_factory("budget")
     slow = ('sum(increase(cache_app_request_seconds_count{node="host",pod="%s"}[2m])) - '
             'sum(increase(cache_app_request_seconds_bucket{node="host",pod="%s",le="0.35"}[2m]))'
-            % (cache_pod.pod, cache_pod.pod))
+            % (pod.pod, pod.pod))
     budget = {"name": "slow-budget", "type": "prometheus", "url": headroom_prometheus.url, "query": slow,
               "comparator": "<", "threshold": 5}
-    knee = int(cache_pod.knee_percent())
-    extra = search_vars(cache_pod.container["id"], tmp_path, state_dir, "hr-recovery", [budget],
+    knee = int(pod.knee_percent())
+    extra = search_vars(pod.container["id"], tmp_path, state_dir, "hr-recovery", [budget],
                         experiment_allow_oom=True, experiment_search_recovery_timeout="10s",
                         experiment_search_from="%d%%" % (knee - 15), experiment_search_to="%d%%" % (knee + 10),
                         experiment_search_step="25%", **CACHE_RECOVERY)
@@ -321,7 +326,7 @@ def test_failed_recovery_ends_the_search(cache_pod, headroom_prometheus, state_d
     assert "slow-budget" in search["edge"]["recovery"], search["edge"]
     assert run.rc != 0 and "did not recover" in run.text, run
     assert stats["chaosfleet_headroom"]["hr-recovery"]["labhost"]["ended_by"] == "recovery", stats
-    assert cache_pod.latency(5)[1] < 0.05, "the app itself did not come back"
+    assert pod.latency(5)[1] < 0.05, "the app itself did not come back"
 
 
 # ------------------------------------------------------------------ CPU
