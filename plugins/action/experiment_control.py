@@ -105,8 +105,9 @@ class ActionModule(ActionBase):
             raise AnsibleActionFail("invalid input for experiment %s: %s" % (v.get("name"), "; ".join(out["problems"])))
         # What the role's tasks read of the settings a search level sets (see _role_vars).
         out["settings"] = dict((key, v.get(key)) for key in _search.LEVEL_TASK_SETTINGS)
-        out["settings"]["recovery_probe_window"] = _search.recovery_probe_window(
-            bool(self._var(task_vars, "__experiment_search_level")), v.get("recovery_timeout"))
+        search_level = bool(self._var(task_vars, "__experiment_search_level"))
+        out["settings"]["recovery_probe_window"] = _search.recovery_probe_window(search_level, v.get("recovery_timeout"))
+        out["tick_tasks"] = _experiment_decisions.tick_tasks(out["probes"], search_level)
         if out["probes"] and secrets_of(normalize_all(out["probes"])):
             # The probes (kept for the probe rounds) hold tokens or passwords: not shown at any verbosity.
             out["_ansible_no_log"] = True

@@ -181,6 +181,13 @@ def request(v, host):
     return out
 
 
+def tick_tasks(probes, search_level):
+    """The monitor's task file for one tick: the plain tick (heartbeat and decision), or the one that also
+    runs a probe round and, in a search level, stops the hosts that broke. The plain one has no task that
+    would only be skipped: on a large fleet each skipped task still costs a worker per host and tick."""
+    return "tick_steady_state.yml" if probes or search_level else "tick.yml"
+
+
 BEAT_MARK = "chaosfleet-beat:"
 
 

@@ -1,6 +1,7 @@
 """The experiment role's decisions (plugin_utils/_experiment_decisions.py), one row per decision case."""
 
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -331,6 +332,22 @@ def test_result(node, stats, abort, error, want):
 def test_report_input():
     out = _experiment_decisions.report_input({"a": ({"format_version": 1}, ""), "b": (None, "no target"), "c": (None, "")})
     assert out == {"a": {"format_version": 1}, "b": {"failed": True, "msg": "not started: no target"}, "c": None}
+
+
+@pytest.mark.parametrize("probes, search_level, expected", [
+    ([], False, "tick.yml"),
+    ([{"name": "web", "http": {"url": "http://127.0.0.1"}}], False, "tick_steady_state.yml"),
+    ([], True, "tick_steady_state.yml"),
+    ([{"name": "web", "http": {"url": "http://127.0.0.1"}}], True, "tick_steady_state.yml"),
+])
+def test_tick_tasks_has_the_probe_round_and_the_stops_only_where_they_run(probes, search_level, expected):
+    assert _experiment_decisions.tick_tasks(probes, search_level) == expected
+
+
+def test_both_tick_files_exist_in_the_role():
+    tasks = Path(__file__).resolve().parents[4] / "roles" / "experiment" / "tasks"
+    for probes, search_level in (([], False), ([{}], True)):
+        assert (tasks / _experiment_decisions.tick_tasks(probes, search_level)).is_file()
 
 
 def test_beat_command_quotes_the_directory():
