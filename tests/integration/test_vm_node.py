@@ -103,6 +103,38 @@ def test_guest_mounts_only_cgroup_v2(vm_node):
     assert {"memory", "cpu", "pids", "io"} <= set(root)
 
 
+# Imports from two zips (two module runs) of one source, then of a changed one, in the guest's Python.
+ZIP_IMPORTS = """
+import os, sys, tempfile, traceback, zipfile
+def run(source):
+    archive = os.path.join(tempfile.mkdtemp(prefix="cfvm-zip-"), "payload.zip")
+    with zipfile.ZipFile(archive, "w") as out:
+        out.writestr("cfvm_probe_mod.py", source)
+    sys.path.insert(0, archive)
+    sys.modules.pop("cfvm_probe_mod", None)
+    try:
+        import cfvm_probe_mod
+        return cfvm_probe_mod.answer(), archive
+    except ValueError:
+        return traceback.extract_tb(sys.exc_info()[2])[-1].filename, archive
+    finally:
+        sys.path.remove(archive)
+first = run("def answer():\\n    raise ValueError('where')\\n")
+second = run("def answer():\\n    raise ValueError('where')\\n")
+changed = run("def answer():\\n    return 'changed'\\n")
+print(first[0] == first[1] + "/cfvm_probe_mod.py", second[0] == second[1] + "/cfvm_probe_mod.py", changed[0])
+"""
+
+
+def test_guest_keeps_zip_bytecode_under_the_asking_zips_path_and_compiles_a_changed_source(vm_node):
+    # tests/vm/guest_bytecode_cache.py: the second run is served from the cache, yet its traceback names its
+    # own zip; a changed source is not served the old code.
+    before = vm_ssh(vm_node, "sh", "-c", "ls /run/cfvm-bytecode | wc -l").stdout.split()
+    assert vm_ssh(vm_node, GUEST_PYTHON, "-c", ZIP_IMPORTS).stdout.split() == ["True", "True", "changed"]
+    after = vm_ssh(vm_node, "sh", "-c", "ls /run/cfvm-bytecode | wc -l").stdout.split()
+    assert int(after[0]) == int(before[0]) + 2  # one entry per distinct source
+
+
 def test_guest_cannot_reach_out_but_serves_itself(vm_node):
     # restrict=on: even the host behind qemu's gateway (10.0.2.2) is unreachable from the guest.
     probe = ("import socket, sys\n"

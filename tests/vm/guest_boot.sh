@@ -55,6 +55,13 @@ for dotfile in .bashrc .profile .bash_profile .bash_login; do
     [ -e "/root/$dotfile" ] && echo "# cfvm guest: empty on purpose" > "/root/$dotfile"
 done
 
+# Python compiles the modules Ansible sends (zips) on every run; the guest keeps their bytecode
+# (tests/vm/guest_bytecode_cache.py, loaded by a .pth file in the overlay).
+site=$(/usr/bin/python3 -c 'import site; print(site.getsitepackages()[0])') \
+    && mkdir -p "$site" && cp "$repo/tests/vm/guest_bytecode_cache.py" "$site/cfvm_bytecode_cache.py" \
+    && echo "import cfvm_bytecode_cache" > "$site/cfvm-bytecode-cache.pth" \
+    || fail "install the bytecode cache"
+
 # Keys come from vm.py's build dir on the host; copies on tmpfs get strict modes.
 install -m 0600 "$keys/ssh_host_ed25519_key" /run/cfvm/ssh_host_ed25519_key || fail "host key"
 install -m 0600 "$keys/id_ed25519.pub" /run/cfvm/authorized_keys || fail "authorized key"
