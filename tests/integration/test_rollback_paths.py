@@ -18,6 +18,7 @@ from tests.integration.fleet_fixtures import fleet  # noqa: F401  pylint: disabl
 from tests.integration.fleet_fixtures import (ansible_lost_the_interrupt, fast_experiment, guard_alive, guard_record,
                                               kill_group, kill_guard, one_stop_found_it_running, run_playbook,
                                               start_playbook, stop_experiment, unique, wait_for)
+from tests.lab.fleet import NODE_PYTHON
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]
 
@@ -75,30 +76,36 @@ def test_abort_stops_each_node_exactly_once(fleet, tmp_path):
 
 @pytest.mark.serial
 def test_failed_task_on_one_host_stops_it_once_and_the_others_finish(fleet, tmp_path):
-    """A task fails on node2 mid-stress: its probe list is read from a file that is removed while the
-    stress holds, so templating it fails on node2 only. node1 and node3 run to their deadline. node2
-    gets no more heartbeats, so its dead-man ends its stress within the timeout (the linear strategy
-    runs its rescue/always, and so its stop handler, once the others left the monitor). Every node
-    gets exactly one stop request."""
+    """A task fails on node2 mid-stress: node2's Python interpreter is read from a file that is removed while
+    the stress holds, so its next module run, the probe round, fails on node2 only (the heartbeat is a raw
+    command, which needs no interpreter). The file comes back once that failure is logged, so node2's
+    rollback can reach it. node1 and node3 run to their deadline. node2 gets no more heartbeats, so its
+    dead-man ends its stress within the timeout (the linear strategy runs its rescue/always, and so its stop
+    handler, once the others left the monitor). Every node gets exactly one stop request."""
     name = unique("failone")
-    probes = tmp_path / "probes"
-    probes.mkdir()
+    interpreters = tmp_path / "python"
+    interpreters.mkdir()
     for node in fleet.nodes:
-        (probes / node).write_text(json.dumps([{"name": "hello", "run_on": "node", "url": "http://127.0.0.1:%s/"
-                                                % fleet.container(node, "hello")["http_port"]}]))
+        (interpreters / node).write_text(NODE_PYTHON)
+    log_path = tmp_path / "run.log"
     values = fast_experiment(
         experiment_name=name, experiment_duration="40s", experiment_report_dest=str(tmp_path / "reports"),
-        experiment_probes="{{ lookup('ansible.builtin.file', '%s/' ~ inventory_hostname) | from_json }}" % probes)
-    proc = start_playbook(fleet, "chaosfleet.stress.memory_stress", values, log_path=str(tmp_path / "run.log"))
+        experiment_probes=[{"name": "hello", "run_on": "node", "url": "http://127.0.0.1:{{ fleet_pods.hello.http_port }}/"}],
+        ansible_python_interpreter="{{ lookup('ansible.builtin.file', '%s/' ~ inventory_hostname) }}" % interpreters)
+    proc = start_playbook(fleet, "chaosfleet.stress.memory_stress", values, log_path=str(log_path))
     try:
         assert wait_for(lambda: all(holding(fleet, n, name) for n in fleet.nodes), 120)
         broke = time.time()
-        (probes / "node2").unlink()
+        (interpreters / "node2").unlink()
+        try:
+            assert wait_for(lambda: "fatal: [node2]" in log_path.read_text(), 60), log_path.read_text()[-3000:]
+        finally:
+            (interpreters / "node2").write_text(NODE_PYTHON)
         rc = proc.wait(timeout=300)
     finally:
         if proc.poll() is None:
             kill_group(proc)
-    log = (tmp_path / "run.log").read_text()
+    log = log_path.read_text()
     assert rc == 2, log[-4000:]  # node2 fails the play after the report
     outcome = fleet.outcome("node2", name)
     timeout = fleet.experiment_file("node2", name, "spec.json")["plan"]["heartbeat_timeout_seconds"]
@@ -109,7 +116,7 @@ def test_failed_task_on_one_host_stops_it_once_and_the_others_finish(fleet, tmp_
         assert len(stops(fleet, node, name)) == 1, (node, events(fleet, node, name))
     report = json.loads((tmp_path / "reports" / ("stress-report-%s.json" % name)).read_text())
     error = report["results"]["node2"]["controller_error"] or ""
-    assert "lookup" in error or "Probe the steady state" in error, report["results"]["node2"]
+    assert error.startswith("Probe the steady state (stress) failed") and str(interpreters / "node2") in error, error
 
 
 @pytest.mark.serial
