@@ -292,6 +292,10 @@ def baseline_problem(sample, round_):
     return ""
 
 
+OOM_GROUP_WARNING = ("%s has memory.oom.group=1: if the stress drives it into OOM, the kernel kills the whole "
+                     "container (the application too), not only stress-ng")
+
+
 def preflight_step(check, request, v, clock_at, now):
     """The preflight judgement of one host from the stressor's check-mode answer (``check``).
 
@@ -313,6 +317,8 @@ def preflight_step(check, request, v, clock_at, now):
     return {"problem": problem, "done": done, "target": check.get("target") if not problem else None,
             "check_round_seconds": round(now - clock_at, 3) if clock_at else None, "plan": check.get("plan"),
             "status": check.get("status"), "argv": check.get("argv") or [], "oom_group_warning": oom_group,
+            # Ansible shows an action's warnings as warnings (and AWX lists them): no task of its own per host.
+            "warnings": [OOM_GROUP_WARNING % (check.get("target") or {}).get("path")] if oom_group else [],
             "clear_state": bool(not problem and replace and check.get("status") not in ("would_start", "running"))}
 
 

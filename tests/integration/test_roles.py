@@ -5,6 +5,7 @@ not only what Ansible printed.
 """
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -164,3 +165,13 @@ def test_nodes_log_in_like_plain_servers_without_the_hosts_dotfiles(fleet):
         shown = fleet.ssh(node, "sh", "-c", 'echo "pyenv=[$PYENV_ROOT] path=[$PATH]"').stdout
         assert "pyenv=[]" in shown, shown
         assert ".pyenv" not in shown, shown
+
+
+def test_module_runs_on_nodes_keep_their_bytecode_in_the_nodes_run(fleet):
+    """tests/lab/bytecode_site: each node's sshd puts the bytecode cache on its sessions' PYTHONPATH; a module run
+    there stores its compiled modules in the node's private /run, and nothing of it lands on the host's."""
+    node = fleet.nodes[0]
+    run_playbook(fleet, "chaosfleet.stress.rollback", limit=node, check=True)
+    cached = Path(fleet.root(node) + "/run/cflab-bytecode")
+    assert len([entry for entry in cached.iterdir() if "." not in entry.name]) > 10
+    assert not Path("/run/cflab-bytecode").exists()

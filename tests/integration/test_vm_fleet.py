@@ -60,6 +60,9 @@ def test_memory_experiment_on_v1_nodes_and_the_v2_vm_in_one_play(fleet, vm_node,
     vm_result = report["results"]["vmnode"]
     assert (vm_result["status"], vm_result["reason"]) == ("finished", "deadline")
     assert vm_result["target"]["oom_group"] is True
+    # The preflight warns of the blast radius on the v2 VM's container only (Ansible may wrap a warning's lines).
+    shown = " ".join((run.out + run.err).split())
+    assert shown.count("has memory.oom.group=1: if the stress drives it into OOM") == 1, shown[-3000:]
     # v2 only: PSI sampled from memory.pressure during the experiment.
     assert any(s.get("psi_memory_some_avg10") is not None for s in vm_result["samples"])
     assert 0.8 * 32 * MiB <= vm_result["achieved"]["working_set_increase_bytes"] <= 1.25 * 32 * MiB

@@ -127,11 +127,11 @@ print(first[0] == first[1] + "/cfvm_probe_mod.py", second[0] == second[1] + "/cf
 
 
 def test_guest_keeps_zip_bytecode_under_the_asking_zips_path_and_compiles_a_changed_source(vm_node):
-    # tests/vm/guest_bytecode_cache.py: the second run is served from the cache, yet its traceback names its
+    # tests/lab/bytecode_site/zip_bytecode_cache.py: the second run is served from the cache, yet its traceback names its
     # own zip; a changed source is not served the old code.
-    before = vm_ssh(vm_node, "sh", "-c", "ls /run/cfvm-bytecode | wc -l").stdout.split()
+    before = vm_ssh(vm_node, "sh", "-c", "ls /run/cflab-bytecode | wc -l").stdout.split()
     assert vm_ssh(vm_node, GUEST_PYTHON, "-c", ZIP_IMPORTS).stdout.split() == ["True", "True", "changed"]
-    after = vm_ssh(vm_node, "sh", "-c", "ls /run/cfvm-bytecode | wc -l").stdout.split()
+    after = vm_ssh(vm_node, "sh", "-c", "ls /run/cflab-bytecode | wc -l").stdout.split()
     assert int(after[0]) == int(before[0]) + 2  # one entry per distinct source
 
 

@@ -52,6 +52,7 @@ LAB_SCRIPT = HERE / "lab.py"
 BASE = Path("/tmp")                     # fleet dirs: /tmp/cffleet-XXXX (nodes cover /var/tmp and /run)
 NAME_RE = re.compile(r"^cffleet-[0-9a-f]{4}$")
 NODE_PYTHON = "/usr/bin/python3"
+BYTECODE_SITE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bytecode_site")
 NODE_LAB_STATE = "/var/tmp/cflab-state"  # lab.py --state-dir, as the node sees it
 READY_TIMEOUT = 20.0
 SUDO_USER = "cflab-op"  # every node's non-root login with passwordless sudo, for tests of become
@@ -349,6 +350,8 @@ def node_boot(spec_path):
         "-o", "MaxSessions=100",
         "-o", "Subsystem=sftp internal-sftp",
         "-o", "LogLevel=ERROR",
+        # Module runs keep their bytecode in the node's /run (bytecode_site/zip_bytecode_cache.py).
+        "-o", "SetEnv=PYTHONPATH=%s CFLAB_BYTECODE_CACHE=/run/cflab-bytecode" % BYTECODE_SITE,
     ], stdin=subprocess.DEVNULL, close_fds=True)
     Path(spec["ready_file"]).write_text(str(sshd.pid))
 

@@ -56,10 +56,10 @@ for dotfile in .bashrc .profile .bash_profile .bash_login; do
 done
 
 # Python compiles the modules Ansible sends (zips) on every run; the guest keeps their bytecode
-# (tests/vm/guest_bytecode_cache.py, loaded by a .pth file in the overlay).
+# (tests/lab/bytecode_site/zip_bytecode_cache.py, loaded by a .pth file in the overlay).
 site=$(/usr/bin/python3 -c 'import site; print(site.getsitepackages()[0])') \
-    && mkdir -p "$site" && cp "$repo/tests/vm/guest_bytecode_cache.py" "$site/cfvm_bytecode_cache.py" \
-    && echo "import cfvm_bytecode_cache" > "$site/cfvm-bytecode-cache.pth" \
+    && mkdir -p "$site" && cp "$repo/tests/lab/bytecode_site/zip_bytecode_cache.py" "$site/" \
+    && echo "import zip_bytecode_cache" > "$site/cflab-bytecode-cache.pth" \
     || fail "install the bytecode cache"
 
 # Keys come from vm.py's build dir on the host; copies on tmpfs get strict modes.

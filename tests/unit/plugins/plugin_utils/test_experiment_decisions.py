@@ -464,6 +464,8 @@ def test_preflight_step(check, change, want):
     done, words, warning, clear = want
     out = _experiment_decisions.preflight_step(check, REQUEST, dict(PREFLIGHT_V, **change), 100.0, 102.25)
     assert (out["done"], out["oom_group_warning"], out["clear_state"]) == (done, warning, clear)
+    assert bool(out["warnings"]) is warning
+    assert all("memory.oom.group=1" in text and "the whole container" in text for text in out["warnings"])
     assert (words in out["problem"]) if words else out["problem"] == ""
     assert out["check_round_seconds"] == 2.25
     assert out["target"] == (None if out["problem"] else check.get("target"))

@@ -1,20 +1,23 @@
-"""Keeps the bytecode of modules that Python imports from zip files, in the cfvm guest only.
+"""Keeps the bytecode of modules that Python imports from zip files, on the lab's nodes only.
 
 Ansible sends every module run as a zip (AnsiballZ), and Python compiles the sources of a zip on each
-import: it never writes a .pyc for them. Under TCG that compile is a large share of each module run in
-the guest. guest_boot.sh installs this file as a .pth-loaded module of the guest's Python (on the guest's
-overlay; the host is untouched); it stores each compiled module by the SHA-256 of its source, so a
+import: it never writes a .pyc for them. That compile is a large share of a short module run (about
+0.1 s on this host, far more in the emulated VM). A lab node loads this module at start-up (the VM
+guest through a .pth file on its overlay, the SSH lab nodes through usercustomize.py beside it, on
+the PYTHONPATH their sshd sets); it stores each compiled module in CFLAB_BYTECODE_CACHE (the node's
+private /run by default) by the interpreter's magic number and the SHA-256 of the source, so a
 changed source compiles afresh, and gives the code back under the path of the zip that asked for it.
 The code that runs is the same; only its compile is skipped.
 """
 
 import hashlib
+import importlib.util
 import marshal
 import os
 import types
 import zipimport
 
-CACHE = "/run/cfvm-bytecode"
+CACHE = os.environ.get("CFLAB_BYTECODE_CACHE") or "/run/cflab-bytecode"
 _compile_source = zipimport._compile_source
 
 
@@ -24,7 +27,8 @@ def _with_filename(code, filename):
 
 
 def compile_source_cached(pathname, source):
-    path = os.path.join(CACHE, hashlib.sha256(source).hexdigest())
+    key = hashlib.sha256(importlib.util.MAGIC_NUMBER + source).hexdigest()
+    path = os.path.join(CACHE, key)
     try:
         with open(path, "rb") as handle:
             return _with_filename(marshal.loads(handle.read()), pathname)
